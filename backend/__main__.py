@@ -1,0 +1,140 @@
+"""Command line: `python -m backend {serve,ping,keys}`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from protocol import DEFAULT_ADDRESS
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m backend", description="Lift3D GPU backend")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the ZeroMQ job server")
+    serve.add_argument("--bind", default=DEFAULT_ADDRESS, help=f"endpoint to listen on (default {DEFAULT_ADDRESS})")
+    serve.add_argument("--keys", type=Path, help="CURVE key folder from `keys generate`: encrypt and authenticate")
+    serve.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without --keys")
+    serve.add_argument("--device", default="auto", help="auto, cpu, mps, cuda or cuda:N")
+    serve.add_argument("--max-queued", type=int, default=4, help="jobs that may wait behind the running one")
+    serve.add_argument("-v", "--verbose", action="store_true")
+
+    ping = sub.add_parser("ping", help="check that a backend answers and show what it runs on")
+    ping.add_argument("--connect", default=DEFAULT_ADDRESS, help=f"backend address (default {DEFAULT_ADDRESS})")
+    ping.add_argument("--keys", type=Path, help="CURVE key folder (uses clients/<--client>.key_secret)")
+    ping.add_argument("--client", default="client", help="client key name inside --keys")
+    ping.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for an answer")
+
+    run = sub.add_parser("run", help="the main job: start a local backend and talk to it")
+    run.add_argument("--connect", help="use the backend at this address instead of starting one")
+
+    keys = sub.add_parser("keys", help="manage CURVE keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    gen = keys_sub.add_parser("generate", help="create server keys and client key pairs")
+    gen.add_argument("dir", type=Path, help="key folder (created if missing)")
+    gen.add_argument("--client", action="append", help="client name (repeatable; default: 'client' on first use)")
+
+    args = parser.parse_args(argv)
+    handlers = {"serve": _serve, "ping": _ping, "run": _run, "keys": _keys}
+    return handlers[args.command](args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .config import ServerConfig
+    from .pipeline import run_pipeline
+    from .security import SecurityError
+    from .server import Server
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = ServerConfig(bind=args.bind, keys_dir=args.keys, insecure=args.insecure, device=args.device,
+                          max_queued=args.max_queued)
+    try:
+        server = Server(config, run_pipeline)
+        endpoint = server.bind()
+    except (SecurityError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"Lift3D backend ready on {endpoint} (Ctrl+C to stop)", flush=True)
+    server.serve(stop)
+    print("Lift3D backend stopped", flush=True)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .local import LocalBackend
+
+    if args.connect:
+        return _print_welcome(args.connect, None, 5.0)
+    print("Starting a local Lift3D backend ...", flush=True)
+    try:
+        with LocalBackend() as backend:
+            print(f"  log: {backend.log_path}")
+            rc = _print_welcome(backend.endpoint, None, 10.0)
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print("Handshake OK. Image-to-3D generation arrives with the pipeline; for now this checks the wiring "
+          "between a client and a locally started backend.")
+    return rc
+
+
+def _ping(args: argparse.Namespace) -> int:
+    from protocol.client import CurveKeys
+
+    try:
+        keys = CurveKeys.from_dir(args.keys, args.client) if args.keys else None
+    except (OSError, ValueError) as exc:
+        print(f"error: cannot load keys from {args.keys}: {exc}", file=sys.stderr)
+        return 2
+    return _print_welcome(args.connect, keys, args.timeout)
+
+
+def _print_welcome(address: str, keys: object, timeout_s: float) -> int:
+    from protocol.client import Client
+
+    with Client(address, keys=keys, client_name="lift3d ping") as client:
+        try:
+            welcome = client.handshake(timeout_s)
+        except TimeoutError as exc:
+            hint = ("check --keys and that the server has this client's public key"
+                    if keys else "if the backend was started with --keys, pass the same key folder")
+            print(f"error: {exc}.\n  Start one with `python -m backend serve --bind {address}`, "
+                  f"or {hint}.", file=sys.stderr)
+            return 1
+    gpu = f"{welcome.gpu_name} ({welcome.gpu_memory_mb} MiB)" if welcome.gpu_name else "none"
+    print(f"Lift3D backend at {address}\n"
+          f"  backend version   {welcome.backend_version} (protocol {welcome.protocol_version})\n"
+          f"  device            {welcome.device}\n"
+          f"  GPU               {gpu}\n"
+          f"  models            {welcome.model_preset}\n"
+          f"  quality presets   {', '.join(welcome.quality_presets)}")
+    return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from .security import SecurityError, generate_keys
+
+    clients = args.client or ([] if (args.dir / "clients").is_dir() else ["client"])
+    try:
+        created = generate_keys(args.dir, clients)
+    except SecurityError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for path in created:
+        print(f"wrote {path}")
+    print(f"Serve with:  python -m backend serve --keys {args.dir} --bind tcp://0.0.0.0:PORT\n"
+          f"Give each artist clients/NAME.key_secret and server/server.key (never server.key_secret).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

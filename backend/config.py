@@ -1,0 +1,33 @@
+"""Typed configuration of the server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from protocol import DEFAULT_ADDRESS
+
+# Names of the quality presets a client may ask for. The pipeline issue attaches a config to each.
+QUALITY_PRESETS: tuple[str, ...] = ("draft", "standard", "high")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    bind: str = DEFAULT_ADDRESS
+    """ZeroMQ endpoint the ROUTER socket binds to."""
+    keys_dir: Path | None = None
+    """Folder made by `python -m backend keys generate`; enables CURVE encryption and client auth."""
+    insecure: bool = False
+    """Allow a non-loopback bind without CURVE keys (anyone who can reach the port may use the GPU)."""
+    max_queued: int = 4
+    """Jobs waiting behind the running one; one more is answered with `failed: busy`."""
+    heartbeat_interval_s: float = 1.0
+    """How often each connected client gets a heartbeat (and how often clients should send theirs)."""
+    client_timeout_s: float = 30.0
+    """A client silent this long is considered gone and its jobs are cancelled. Disconnects seen by
+    the transport are detected sooner, at the next heartbeat."""
+    device: str = "auto"
+    """Compute device: auto (CUDA, then MPS, then CPU), cuda, cuda:N, mps or cpu."""
+    model_preset: str = "none"
+    """Model preset reported to clients; the models issue wires `full`, `tiny` and `auto`."""
+    quality_presets: tuple[str, ...] = QUALITY_PRESETS

@@ -1,0 +1,317 @@
+"""The ZeroMQ server: one ROUTER socket, owned by one thread.
+
+Incoming messages are decoded and validated here; jobs go to the JobManager. Messages the
+worker produces arrive over an inproc PUSH/PULL pipe (zero copy) and are forwarded to the
+client's identity. Only this thread touches the ROUTER socket, so replies it sends directly
+(`accepted`, `welcome`, errors) are always ordered before anything the worker says about
+the same job.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from protocol import (
+    Accepted,
+    Cancel,
+    Cancelled,
+    Envelope,
+    Failed,
+    Generate,
+    Heartbeat,
+    Hello,
+    Message,
+    ProtocolError,
+    Welcome,
+    decode,
+    encode,
+    is_terminal,
+    peek_ids,
+    PROTOCOL_VERSION,
+)
+from protocol.limits import MAX_IMAGE_BYTES
+
+from . import __version__
+from .config import ServerConfig
+from .device import DeviceInfo, describe_device
+from .jobs import Job, JobManager, Pipeline, QueueFull
+from .security import check_bind_policy, enable_curve_server
+
+log = logging.getLogger(__name__)
+
+# Marker frame between the worker and this thread: how to treat the message if the client lags.
+_TERMINAL, _DROPPABLE, _NORMAL = b"T", b"P", b"-"
+_MAX_BACKLOG = 10_000  # undroppable messages kept for a client whose send queue is full
+_DRAIN_BATCH = 64  # messages taken from one socket before looking at the other
+
+_PROTOCOL_HINTS = {
+    "unsupported_version": "Install the same Lift3D release for the Blender add-on and the backend.",
+    "too_large": "Use a smaller image (at most 64 MiB) or a shorter prompt.",
+    "bad_message": "The add-on and backend disagree about the protocol; make sure both come from the same "
+                   "Lift3D release. The message names the offending field.",
+}
+
+
+@dataclass
+class ClientState:
+    last_seen: float
+    jobs: dict[str, Job] = field(default_factory=dict)
+    backlog: deque[list[Any]] = field(default_factory=deque)
+
+
+class Server:
+    def __init__(self, config: ServerConfig, pipeline: Pipeline, device: DeviceInfo | None = None) -> None:
+        check_bind_policy(config.bind, config.keys_dir, config.insecure)
+        self.config = config
+        self._device = device or describe_device(config.device)
+        self._ctx = zmq.Context()
+        self._router = self._ctx.socket(zmq.ROUTER)
+        self._auth = None
+        self._pull = self._ctx.socket(zmq.PULL)
+        self._push_local = threading.local()
+        self._outbox_endpoint = f"inproc://lift3d-outbox-{id(self):x}"
+        self._clients: dict[bytes, ClientState] = {}
+        self._jobs = JobManager(pipeline, self._post_from_worker, max_queued=config.max_queued)
+        self.endpoint = ""
+        self.dropped_previews = 0
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def bind(self) -> str:
+        """Bind the sockets and start the worker; returns the bound endpoint (resolves port '*')."""
+        router = self._router
+        router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # sends to a vanished client raise instead of vanishing
+        router.setsockopt(zmq.LINGER, 1000)  # flush final messages on shutdown, but never hang
+        router.setsockopt(zmq.HEARTBEAT_IVL, int(self.config.heartbeat_interval_s * 1000))
+        router.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(self.config.heartbeat_interval_s * 5000))
+        # Transport-level guard against memory exhaustion; anything between the protocol limit and
+        # this is still answered with a clear `too_large` failure.
+        router.setsockopt(zmq.MAXMSGSIZE, 2 * MAX_IMAGE_BYTES)
+        if self.config.keys_dir is not None:
+            self._auth = enable_curve_server(self._ctx, router, self.config.keys_dir)
+        try:
+            router.bind(self.config.bind)
+        except zmq.ZMQError as exc:
+            self.close()
+            raise OSError(f"cannot bind {self.config.bind}: {exc}. Is another backend already running there? "
+                          "Choose another address with --bind.") from exc
+        self.endpoint = router.getsockopt(zmq.LAST_ENDPOINT).decode()
+        self._pull.bind(self._outbox_endpoint)
+        self._jobs.start()
+        log.info("Lift3D backend %s listening on %s (%s%s)", __version__, self.endpoint, self._device.device,
+                 ", CURVE" if self._auth else "")
+        return self.endpoint
+
+    def serve(self, stop: threading.Event) -> None:
+        """Run until `stop` is set, then shut down cleanly."""
+        poller = zmq.Poller()
+        poller.register(self._router, zmq.POLLIN)
+        poller.register(self._pull, zmq.POLLIN)
+        next_heartbeat = time.monotonic()
+        try:
+            while not stop.is_set():
+                events = dict(poller.poll(timeout=50))
+                if self._pull in events:
+                    self._drain(self._pull, self._forward)
+                if self._router in events:
+                    self._drain(self._router, self._receive)
+                now = time.monotonic()
+                self._flush_backlogs()
+                if now >= next_heartbeat:
+                    next_heartbeat = now + self.config.heartbeat_interval_s
+                    self._heartbeat(now)
+        finally:
+            self._shutdown()
+
+    def close(self) -> None:
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
+        self._ctx.destroy(linger=1000)
+
+    def _shutdown(self) -> None:
+        log.info("shutting down")
+        for job in self._jobs.shutdown():
+            self._finish(job.client, job.job_id)
+            self._send_now(job.client, job.job_id, Failed(code="shutdown", message="The backend shut down "
+                           "before this job started.", hint="Start the backend again and press Generate."))
+        while self._pull.poll(0):  # what the worker said while stopping (e.g. `cancelled`)
+            self._forward(self._pull.recv_multipart(copy=False))
+        for client, state in list(self._clients.items()):
+            for job_id in list(state.jobs):
+                self._send_now(client, job_id, Failed(code="shutdown", message="The backend shut down while "
+                               "this job was running.", hint="Start the backend again and press Generate."))
+        self._flush_backlogs()
+        self.close()
+
+    # -- incoming ------------------------------------------------------------------------
+
+    def _drain(self, socket: zmq.Socket, handle: Any) -> None:
+        for _ in range(_DRAIN_BATCH):
+            try:
+                frames = socket.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            handle(frames)
+
+    def _receive(self, frames: list[zmq.Frame]) -> None:
+        client = frames[0].bytes
+        state = self._clients.get(client)
+        if state is None:
+            state = self._clients[client] = ClientState(last_seen=time.monotonic())
+        state.last_seen = time.monotonic()
+        try:
+            envelope = decode(frames[1:])
+        except ProtocolError as exc:
+            msg_id, job_id = peek_ids(frames[1]) if len(frames) > 1 else (None, None)
+            log.warning("rejected a message from client %s: %s", client.hex(), exc)
+            self._send_now(client, job_id, Failed(code=exc.code, message=str(exc), in_reply_to=msg_id,
+                                                  hint=_PROTOCOL_HINTS.get(exc.code, "")))
+            return
+        message = envelope.message
+        if isinstance(message, Hello):
+            log.info("client %s says hello: %s", client.hex(), message.client)
+            self._send_now(client, None, self._welcome())
+        elif isinstance(message, Generate):
+            self._submit(client, state, envelope, message)
+        elif isinstance(message, Cancel):
+            self._cancel(client, state, envelope)
+        elif isinstance(message, Heartbeat):
+            pass  # last_seen is all it is for
+        else:
+            self._send_now(client, envelope.job_id, Failed(
+                code="bad_message", message=f"clients may not send '{message.TYPE}' messages",
+                hint=_PROTOCOL_HINTS["bad_message"], in_reply_to=envelope.msg_id))
+
+    def _welcome(self) -> Welcome:
+        return Welcome(protocol_version=PROTOCOL_VERSION, backend_version=__version__, device=self._device.device,
+                       gpu_name=self._device.gpu_name, gpu_memory_mb=self._device.gpu_memory_mb,
+                       model_preset=self.config.model_preset, quality_presets=list(self.config.quality_presets),
+                       heartbeat_interval_s=self.config.heartbeat_interval_s)
+
+    def _submit(self, client: bytes, state: ClientState, envelope: Envelope, request: Generate) -> None:
+        job_id = envelope.job_id
+
+        def refuse(code: str, message: str, hint: str) -> None:
+            self._send_now(client, job_id, Failed(code=code, message=message, hint=hint,
+                                                  in_reply_to=envelope.msg_id))
+
+        if job_id is None:
+            return refuse("invalid_request", "generate needs a job_id in the header",
+                          "Clients choose a unique job id per job (protocol.new_id()).")
+        if job_id in state.jobs:
+            return refuse("invalid_request", f"job {job_id} is already queued or running",
+                          "Use a new job id for every generate.")
+        if request.quality not in self.config.quality_presets:
+            return refuse("invalid_request", f"unknown quality preset {request.quality!r}",
+                          f"Choose one of: {', '.join(self.config.quality_presets)}.")
+        job = Job(client=client, job_id=job_id, request=request)
+        try:
+            position = self._jobs.submit(job)
+        except QueueFull as exc:
+            return refuse("busy", f"The backend is busy: {exc}.",
+                          "Wait for a job to finish (or cancel one) and press Generate again.")
+        state.jobs[job_id] = job
+        self._send_now(client, job_id, Accepted(queue_position=position))
+        log.info("job %s accepted from %s (%d ahead)", job_id, client.hex(), position)
+
+    def _cancel(self, client: bytes, state: ClientState, envelope: Envelope) -> None:
+        job_id = envelope.job_id
+        if job_id is None or job_id not in state.jobs:
+            self._send_now(client, job_id, Failed(
+                code="unknown_job", message=f"no queued or running job {job_id!r} to cancel",
+                hint="The job has already finished.", in_reply_to=envelope.msg_id))
+            return
+        where = self._jobs.cancel(client, job_id)
+        if where == "queued":
+            self._finish(client, job_id)
+            self._send_now(client, job_id, Cancelled(stage=None))
+        # 'running': the worker stops at its next check and sends `cancelled` itself.
+        # None: it just finished; its final message is already on the way.
+
+    # -- outgoing ------------------------------------------------------------------------
+
+    def _post_from_worker(self, job: Job, message: Message) -> None:
+        """Called on the worker thread: hand the encoded message to the server thread."""
+        push = getattr(self._push_local, "socket", None)
+        if push is None:
+            push = self._push_local.socket = self._ctx.socket(zmq.PUSH)
+            push.setsockopt(zmq.SNDTIMEO, 10_000)  # never hang the worker if the server loop is gone
+            push.setsockopt(zmq.LINGER, 0)
+            push.connect(self._outbox_endpoint)
+        marker = _TERMINAL if is_terminal(message) else _DROPPABLE if message.TYPE == "preview" else _NORMAL
+        frames = encode(message, job_id=job.job_id)
+        push.send_multipart([job.client, marker, job.job_id.encode(), *frames], copy=False)
+
+    def _forward(self, frames: list[zmq.Frame]) -> None:
+        client, marker, job_id = frames[0].bytes, frames[1].bytes, frames[2].bytes.decode()
+        self._send(client, [f.buffer for f in frames[3:]], droppable=marker == _DROPPABLE)
+        if marker == _TERMINAL:
+            self._finish(client, job_id)
+
+    def _send_now(self, client: bytes, job_id: str | None, message: Message) -> None:
+        self._send(client, encode(message, job_id=job_id), droppable=False)
+
+    def _send(self, client: bytes, frames: list[Any], droppable: bool) -> None:
+        state = self._clients.get(client)
+        if state is None:
+            return  # the client is gone; its jobs were cancelled
+        if state.backlog:
+            self._enqueue(state, frames, droppable)
+            return
+        try:
+            self._router.send_multipart([client, *frames], flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:  # the client's queue is full: it is not reading fast enough
+            self._enqueue(state, frames, droppable)
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EHOSTUNREACH:
+                raise
+            self._client_gone(client, "disconnected")
+
+    def _enqueue(self, state: ClientState, frames: list[Any], droppable: bool) -> None:
+        if droppable:
+            self.dropped_previews += 1  # a stale preview is worthless; the next one supersedes it
+        elif len(state.backlog) < _MAX_BACKLOG:
+            state.backlog.append(frames)
+        else:
+            log.error("client backlog overflow; dropping a message")
+
+    def _flush_backlogs(self) -> None:
+        for client, state in list(self._clients.items()):
+            while state.backlog:
+                try:
+                    self._router.send_multipart([client, *state.backlog[0]], flags=zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                except zmq.ZMQError as exc:
+                    if exc.errno != zmq.EHOSTUNREACH:
+                        raise
+                    self._client_gone(client, "disconnected")
+                    break
+                state.backlog.popleft()
+
+    def _heartbeat(self, now: float) -> None:
+        for client, state in list(self._clients.items()):
+            if now - state.last_seen > self.config.client_timeout_s:
+                self._client_gone(client, f"silent for {self.config.client_timeout_s:.0f} s")
+                continue
+            ages = {job_id: round(now - job.last_event_at, 3) for job_id, job in state.jobs.items()}
+            self._send(client, encode(Heartbeat(jobs=ages)), droppable=True)
+
+    def _finish(self, client: bytes, job_id: str) -> None:
+        state = self._clients.get(client)
+        if state is not None:
+            state.jobs.pop(job_id, None)
+
+    def _client_gone(self, client: bytes, why: str) -> None:
+        state = self._clients.pop(client, None)
+        cancelled = self._jobs.cancel_client(client)
+        if state is not None:
+            log.info("client %s %s; cancelled %d job(s)", client.hex(), why, cancelled)

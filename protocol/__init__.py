@@ -1,0 +1,34 @@
+"""Lift3D wire protocol: message dataclasses, a versioned envelope codec and wire limits.
+
+Imports only the standard library, msgpack and numpy. `protocol.client` (the ZeroMQ client)
+is a separate module and is not imported here, so the codec stays free of zmq.
+"""
+
+from .codec import Envelope, decode, encode, new_id, peek_ids
+from .errors import ProtocolError
+from .limits import DEFAULT_ADDRESS, DEFAULT_HOST, DEFAULT_PORT, PROTOCOL_VERSION
+from .messages import (
+    FAILURE_CODES,
+    MESSAGE_TYPES,
+    Accepted,
+    Cancel,
+    Cancelled,
+    Failed,
+    Generate,
+    Heartbeat,
+    Hello,
+    Mesh,
+    Message,
+    Preview,
+    Progress,
+    Welcome,
+    image_format,
+    is_terminal,
+)
+
+__all__ = [
+    "DEFAULT_ADDRESS", "DEFAULT_HOST", "DEFAULT_PORT", "FAILURE_CODES", "MESSAGE_TYPES", "PROTOCOL_VERSION",
+    "Accepted", "Cancel", "Cancelled", "Envelope", "Failed", "Generate", "Heartbeat", "Hello", "Mesh",
+    "Message", "Preview", "Progress", "ProtocolError", "Welcome", "decode", "encode", "image_format",
+    "is_terminal", "new_id", "peek_ids",
+]

@@ -1,0 +1,29 @@
+"""Wire constants shared by every side: version, default address and the limits enforced on decode.
+
+Defined once here; the backend, the client, the CLI and the Blender add-on all import them.
+"""
+
+PROTOCOL_VERSION = 1
+
+DEFAULT_PORT = 5571
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_ADDRESS = f"tcp://{DEFAULT_HOST}:{DEFAULT_PORT}"
+
+# Envelope: [header, body, *frames]. The header is tiny; the body holds scalars and array
+# descriptors only (bulk data always rides in frames), so both can be bounded tightly.
+MAX_HEADER_BYTES = 512
+MAX_BODY_BYTES = 64 * 1024
+MAX_ARRAY_FRAMES = 8
+MAX_FRAMES = 2 + MAX_ARRAY_FRAMES
+
+MAX_ID_CHARS = 64
+MAX_PROMPT_CHARS = 2000
+MAX_TEXT_CHARS = 4000  # messages, hints, names
+MAX_IMAGE_BYTES = 64 * 1024 * 1024
+MAX_OPTIONS = 64  # entries in a JSON-like dict (options, metadata), counted over all nesting levels
+MAX_NESTING = 4
+
+MAX_PREVIEW_SPLATS = 500_000
+MAX_MESH_VERTICES = 8_000_000
+MAX_MESH_FACES = 8_000_000
+MAX_TEXTURE_SIDE = 8192

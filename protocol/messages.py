@@ -1,0 +1,239 @@
+"""The message types. Each is a frozen dataclass with a `TYPE` tag; the schema module derives
+the wire rules from the annotations, and `validate()` adds the rules that span fields.
+
+Conversation (all messages of a job carry its `job_id` in the header; the client chooses it):
+
+    client                          server
+    hello                 ──►
+                          ◄──       welcome
+    generate (job_id)     ──►
+                          ◄──       accepted | failed(busy, invalid_request, ...)
+                          ◄──       progress / preview ... / mesh(geometry)
+                          ◄──       mesh(final) | failed | cancelled
+    cancel (job_id)       ──►                                (any time)
+    heartbeat             ◄─►                                (both ways, every second)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from .errors import ProtocolError
+from .limits import (
+    MAX_IMAGE_BYTES,
+    MAX_MESH_FACES,
+    MAX_MESH_VERTICES,
+    MAX_PREVIEW_SPLATS,
+    MAX_PROMPT_CHARS,
+    MAX_TEXTURE_SIDE,
+)
+from .schema import F16, F32, I8, I32, U8, U32, Json, array, blob, integer, text
+
+IMAGE_MAGIC = {
+    "png": (b"\x89PNG\r\n\x1a\n",),
+    "jpeg": (b"\xff\xd8\xff",),
+    "webp": (b"RIFF",),  # plus "WEBP" at offset 8, checked below
+}
+
+
+def image_format(data: bytes | memoryview) -> str | None:
+    """'png', 'jpeg' or 'webp' from the magic bytes, None for anything else."""
+    head = bytes(data[:12])
+    if head.startswith(IMAGE_MAGIC["png"][0]):
+        return "png"
+    if head.startswith(IMAGE_MAGIC["jpeg"][0]):
+        return "jpeg"
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Message:
+    TYPE: ClassVar[str] = ""
+    # Upper bounds for the symbolic array dimensions used by this message type.
+    DIM_LIMITS: ClassVar[dict[str, int]] = {}
+
+    def validate(self) -> None:
+        """Rules that involve several fields; the codec calls it on encode and on decode."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hello(Message):
+    """First message of a client: who is asking (for the server log)."""
+
+    TYPE: ClassVar[str] = "hello"
+    client: str = text(200)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Welcome(Message):
+    """The backend describes itself; the add-on shows this as connection status."""
+
+    TYPE: ClassVar[str] = "welcome"
+    protocol_version: int = integer(0)
+    backend_version: str = text(64)
+    device: str = text(64)
+    gpu_name: str | None = text(200)
+    gpu_memory_mb: int | None = integer(0)
+    model_preset: str = text(64)
+    quality_presets: list[str] = text(64)
+    heartbeat_interval_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Generate(Message):
+    """Start a job. `image` holds the encoded file (PNG, JPEG or WebP) and travels as a raw frame."""
+
+    TYPE: ClassVar[str] = "generate"
+    image: bytes = blob(MAX_IMAGE_BYTES)
+    prompt: str = text(MAX_PROMPT_CHARS)
+    quality: str = text(64)
+    seed: int = integer(0, 2**32 - 1)
+    options: Json = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if len(self.image) == 0:
+            raise ProtocolError("generate: the image is empty")
+        if image_format(self.image) is None:
+            raise ProtocolError("generate: the image is not a PNG, JPEG or WebP file")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Accepted(Message):
+    """The job is queued; `queue_position` jobs are ahead of it (0: it starts now)."""
+
+    TYPE: ClassVar[str] = "accepted"
+    queue_position: int = integer(0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Progress(Message):
+    TYPE: ClassVar[str] = "progress"
+    stage: str = text(64)
+    step: int = integer(0)
+    total: int = integer(0)
+    eta_s: float | None = None
+    message: str = text(default="")
+
+    def validate(self) -> None:
+        if self.total and self.step > self.total:
+            raise ProtocolError(f"progress: step {self.step} is beyond total {self.total}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Preview(Message):
+    """Gaussian splats for the live viewport preview, in compact dtypes.
+
+    positions: world space (Blender's Z-up); colors: sRGB 0..255; opacities: 0..255 or 0..1;
+    scales: per-axis standard deviations in world units; rotations: unit quaternions (w, x, y, z).
+    """
+
+    TYPE: ClassVar[str] = "preview"
+    DIM_LIMITS: ClassVar[dict[str, int]] = {"N": MAX_PREVIEW_SPLATS}
+    step: int = integer(0)
+    positions: np.ndarray = array(("N", 3), {F32, F16})
+    colors: np.ndarray = array(("N", (3, 4)), {U8})
+    opacities: np.ndarray = array(("N",), {U8, F16, F32})
+    scales: np.ndarray = array(("N", 3), {F16, F32})
+    rotations: np.ndarray = array(("N", 4), {F16, F32, I8})
+
+
+MESH_KINDS = ("geometry", "final")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Mesh(Message):
+    """A triangle mesh. `geometry` arrives first (so a texture failure still leaves a result),
+    `final` replaces it. UVs and normals are per vertex (seams are split vertices)."""
+
+    TYPE: ClassVar[str] = "mesh"
+    DIM_LIMITS: ClassVar[dict[str, int]] = {
+        "V": MAX_MESH_VERTICES, "F": MAX_MESH_FACES, "H": MAX_TEXTURE_SIDE, "W": MAX_TEXTURE_SIDE,
+    }
+    kind: str = text(16)
+    vertices: np.ndarray = array(("V", 3), {F32})
+    faces: np.ndarray = array(("F", 3), {U32, I32})
+    uvs: np.ndarray | None = array(("V", 2), {F32}, default=None)
+    normals: np.ndarray | None = array(("V", 3), {F32, F16}, default=None)
+    vertex_colors: np.ndarray | None = array(("V", (3, 4)), {U8}, default=None)
+    texture: np.ndarray | None = array(("H", "W", (3, 4)), {U8}, default=None)
+    metadata: Json = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.kind not in MESH_KINDS:
+            raise ProtocolError(f"mesh: kind must be one of {MESH_KINDS}, got {self.kind!r}")
+        if self.texture is not None and self.uvs is None:
+            raise ProtocolError("mesh: a texture needs per-vertex uvs")
+        n_vertices = len(self.vertices)
+        if len(self.faces):
+            lo, hi = int(self.faces.min()), int(self.faces.max())
+            if lo < 0 or hi >= n_vertices:
+                raise ProtocolError(f"mesh: face indices span [{lo}, {hi}] but there are {n_vertices} vertices")
+
+
+FAILURE_CODES = (
+    "bad_message",          # the request could not be decoded (see ProtocolError codes)
+    "unsupported_version",
+    "too_large",
+    "invalid_request",      # decoded, but the request cannot be served as asked
+    "busy",                 # the job queue is full
+    "unknown_job",
+    "out_of_memory",
+    "pipeline_error",
+    "shutdown",
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Failed(Message):
+    """The job (or, without a job id, the message `in_reply_to`) failed. `hint` says what to do."""
+
+    TYPE: ClassVar[str] = "failed"
+    code: str = text(32)
+    message: str = text()
+    hint: str = text(default="")
+    stage: str | None = text(64, default=None)
+    in_reply_to: str | None = text(64, default=None)
+
+    def validate(self) -> None:
+        if self.code not in FAILURE_CODES:
+            raise ProtocolError(f"failed: unknown code {self.code!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cancel(Message):
+    """Cancel the job named in the header."""
+
+    TYPE: ClassVar[str] = "cancel"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cancelled(Message):
+    TYPE: ClassVar[str] = "cancelled"
+    stage: str | None = text(64, default=None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Heartbeat(Message):
+    """Liveness, both ways. From the server, `jobs` maps each of the receiver's unfinished jobs to
+    the seconds since that job last reported (so a client can tell a stalled job from a busy one)."""
+
+    TYPE: ClassVar[str] = "heartbeat"
+    jobs: Json = field(default_factory=dict)
+
+
+MESSAGE_TYPES: dict[str, type[Message]] = {
+    cls.TYPE: cls
+    for cls in (Hello, Welcome, Generate, Accepted, Progress, Preview, Mesh, Failed, Cancel, Cancelled, Heartbeat)
+}
+
+# Messages after which the server sends nothing more for a job.
+TERMINAL_TYPES = frozenset({"failed", "cancelled"})
+
+
+def is_terminal(message: Message) -> bool:
+    return message.TYPE in TERMINAL_TYPES or (isinstance(message, Mesh) and message.kind == "final")
