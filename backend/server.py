@@ -94,14 +94,17 @@ class Server:
         # Transport-level guard against memory exhaustion; anything between the protocol limit and
         # this is still answered with a clear `too_large` failure.
         router.setsockopt(zmq.MAXMSGSIZE, 2 * MAX_IMAGE_BYTES)
-        if self.config.keys_dir is not None:
-            self._auth = enable_curve_server(self._ctx, router, self.config.keys_dir)
         try:
+            if self.config.keys_dir is not None:
+                self._auth = enable_curve_server(self._ctx, router, self.config.keys_dir)
             router.bind(self.config.bind)
         except zmq.ZMQError as exc:
             self.close()
             raise OSError(f"cannot bind {self.config.bind}: {exc}. Is another backend already running there? "
                           "Choose another address with --bind.") from exc
+        except BaseException:
+            self.close()  # an open socket would keep the process from exiting
+            raise
         self.endpoint = router.getsockopt(zmq.LAST_ENDPOINT).decode()
         self._pull.bind(self._outbox_endpoint)
         self._jobs.start()

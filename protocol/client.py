@@ -203,7 +203,11 @@ class Client:
     def health(self) -> Health:
         now = self._clock()
         heard = None if self._last_heard is None else now - self._last_heard
-        stalled = {job_id: age for job_id, age in self._server_jobs.items() if age >= self.stall_after_s}
+        # Ages were measured when the last server heartbeat left; add the time since it arrived.
+        since_beat = 0.0 if self._server_jobs_at is None else now - self._server_jobs_at
+        stalled = {job_id: age + since_beat for job_id, age in self._server_jobs.items()
+                   if age + since_beat >= self.stall_after_s
+                   and not (job_id in self.jobs and self.jobs[job_id].finished)}
         # Only a heartbeat that arrived after the job's last message can prove it is gone: the
         # server lists a job until it has sent the job's final message, and delivery is in order.
         lost = [job_id for job_id, job in self.jobs.items()
@@ -254,7 +258,8 @@ class Client:
         except zmq.Again:
             self.state = ConnectionState.UNRESPONSIVE
             if must_deliver:
-                raise ConnectionError(f"the backend at {self.address} is not accepting messages") from None
+                raise ConnectionError(f"the backend at {self.address} is not accepting messages (it is not "
+                                      "running, or it refused this client's keys)") from None
             return False
         self._last_sent = self._clock()
         return True

@@ -25,8 +25,8 @@ from .limits import MAX_NESTING, MAX_OPTIONS, MAX_TEXT_CHARS
 Json = dict[str, Any]
 
 # Canonical little-endian dtype strings allowed on the wire (numpy's `dtype.str`).
-U8, I8, U16, I16, U32, I32, F16, F32 = "|u1", "|i1", "<u2", "<i2", "<u4", "<i4", "<f2", "<f4"
-WIRE_DTYPES = frozenset({U8, I8, U16, I16, U32, I32, F16, F32})
+U8, I8, U32, I32, F16, F32 = "|u1", "|i1", "<u4", "<i4", "<f2", "<f4"
+WIRE_DTYPES = frozenset({U8, I8, U32, I32, F16, F32})
 
 Dim = int | str | tuple[int, ...]  # exact size, a symbol shared across fields, or a set of sizes
 

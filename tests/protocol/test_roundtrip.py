@@ -1,0 +1,156 @@
+"""Every message type survives encode → decode unchanged, including arrays of every wire dtype."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from protocol import MESSAGE_TYPES, Envelope, Generate, Message, decode, encode, new_id
+from protocol.messages import FAILURE_CODES, MESH_KINDS
+from protocol.schema import WIRE_DTYPES, schema_of
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+JSON_SCALARS = st.none() | st.booleans() | st.integers(-(2**31), 2**31) | st.floats(allow_nan=False,
+    allow_infinity=False) | st.text(max_size=20)
+JSON = st.dictionaries(st.text(max_size=10), JSON_SCALARS | st.lists(JSON_SCALARS, max_size=3), max_size=6)
+
+# Values a field must take for the message's cross-field rules to hold.
+SPECIAL = {
+    ("mesh", "kind"): st.sampled_from(MESH_KINDS),
+    ("failed", "code"): st.sampled_from(FAILURE_CODES),
+    ("generate", "image"): st.sampled_from([PNG_MAGIC, b"\xff\xd8\xff\xe0", b"RIFF\0\0\0\0WEBPVP8 "]).flatmap(
+        lambda magic: st.binary(max_size=256).map(lambda tail: magic + tail)),
+}
+
+
+@st.composite
+def messages(draw, cls: type[Message]) -> Message:
+    dims = {"N": draw(st.integers(0, 40)), "V": draw(st.integers(1, 40)), "F": draw(st.integers(0, 40)),
+            "H": draw(st.integers(1, 8)), "W": draw(st.integers(1, 8))}
+    values = {}
+    for field in schema_of(cls):
+        special = SPECIAL.get((cls.TYPE, field.name))
+        if special is not None:
+            values[field.name] = draw(special)
+            continue
+        if field.optional and draw(st.booleans()):
+            values[field.name] = None
+            continue
+        values[field.name] = draw(_value(cls, field, dims))
+    if cls.TYPE == "progress" and values["total"]:
+        values["step"] = min(values["step"], values["total"])
+    if cls.TYPE == "mesh":
+        values["faces"] = values["faces"] % len(values["vertices"])
+        if values["texture"] is not None and values["uvs"] is None:
+            values["texture"] = None
+    return cls(**values)
+
+
+def _value(cls, field, dims):
+    kind = field.kind
+    if kind == "str":
+        return st.text(max_size=min(field.max_chars, 50))
+    if kind == "int":
+        return st.integers(field.min_value if field.min_value is not None else -(2**40),
+                           field.max_value if field.max_value is not None else 2**40)
+    if kind == "float":
+        return st.floats(allow_nan=False, allow_infinity=False)
+    if kind == "bool":
+        return st.booleans()
+    if kind == "list[str]":
+        return st.lists(st.text(max_size=20), max_size=5)
+    if kind == "json":
+        return JSON
+    if kind == "bytes":
+        return st.binary(max_size=256)
+    assert kind == "array"
+    spec = field.array
+    shape = tuple(dims[d] if isinstance(d, str) else d if isinstance(d, int) else d[-1] for d in spec.shape)
+    return st.sampled_from(sorted(spec.dtypes)).flatmap(
+        lambda dtype: hnp.arrays(np.dtype(dtype), shape, elements=_elements(dtype)))
+
+
+def _elements(dtype: str):
+    if dtype == "<f2":
+        return st.floats(-1000, 1000, width=16)
+    if dtype == "<f4":
+        return st.floats(-1e6, 1e6, width=32)
+    return None
+
+
+def assert_same(a: Message, b: Message) -> None:
+    assert type(a) is type(b)
+    for field in schema_of(type(a)):
+        x, y = getattr(a, field.name), getattr(b, field.name)
+        if isinstance(x, np.ndarray):
+            assert isinstance(y, np.ndarray) and x.dtype == y.dtype and x.shape == y.shape
+            np.testing.assert_array_equal(x, y)
+        else:
+            assert x == y, field.name
+
+
+@pytest.mark.parametrize("type_name", sorted(MESSAGE_TYPES))
+def test_every_message_type_round_trips(type_name):
+    cls = MESSAGE_TYPES[type_name]
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(messages(cls), st.none() | st.just("job-1") | st.text("abc123-_.:", min_size=1, max_size=64))
+    def check(message, job_id):
+        frames = encode(message, job_id=job_id)
+        envelope = decode([bytes(f) for f in frames])
+        assert isinstance(envelope, Envelope)
+        assert envelope.job_id == job_id and envelope.type == type_name
+        assert_same(message, envelope.message)
+
+    check()
+
+
+def test_every_wire_dtype_is_exercised_by_some_field():
+    used = {d for cls in MESSAGE_TYPES.values() for f in schema_of(cls) if f.array for d in f.array.dtypes}
+    assert used == WIRE_DTYPES
+
+
+def test_every_symbolic_dimension_has_a_limit():
+    for cls in MESSAGE_TYPES.values():
+        for field in schema_of(cls):
+            if field.array:
+                for dim in field.array.shape:
+                    if isinstance(dim, str):
+                        assert dim in cls.DIM_LIMITS, f"{cls.TYPE}.{field.name}: {dim} has no limit"
+
+
+def test_arrays_decode_as_zero_copy_read_only_views():
+    positions = np.arange(30, dtype=np.float32).reshape(10, 3)
+    from protocol import Preview
+
+    frames = encode(Preview(step=1, positions=positions, colors=np.zeros((10, 4), np.uint8),
+                            opacities=np.ones(10, np.float16), scales=np.ones((10, 3), np.float32),
+                            rotations=np.zeros((10, 4), np.int8)))
+    received = [bytes(f) for f in frames]
+    decoded = decode(received).message
+    # The array shares memory with the received frame rather than owning a copy.
+    assert not decoded.positions.flags.owndata
+    assert np.shares_memory(decoded.positions, np.frombuffer(received[2], np.uint8))
+    assert not decoded.positions.flags.writeable
+    np.testing.assert_array_equal(decoded.positions, positions)
+
+
+def test_non_contiguous_and_big_endian_arrays_are_sent_as_little_endian_contiguous():
+    from protocol import Mesh
+
+    vertices = np.arange(24, dtype=np.float32).reshape(4, 6)[:, ::2]  # strided view
+    faces = np.array([[0, 1, 2], [1, 2, 3]], dtype=">u4").astype("<u4")
+    mesh = Mesh(kind="final", vertices=vertices, faces=faces)
+    decoded = decode(encode(mesh)).message
+    np.testing.assert_array_equal(decoded.vertices, vertices)
+    assert decoded.faces.dtype.str == "<u4"
+
+
+def test_message_ids_are_unique():
+    ids = {new_id() for _ in range(10_000)}
+    assert len(ids) == 10_000
+    env = decode(encode(Generate(image=PNG_MAGIC, prompt="", quality="draft", seed=0), job_id="j"))
+    assert env.msg_id and env.version == 1
