@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from protocol.client import Client
+from protocol.client import Client, CurveKeys
 
 
 def free_tcp_endpoint(host: str = "127.0.0.1") -> str:
@@ -26,10 +26,11 @@ class LocalBackend:
     The child's output goes to a log file whose tail is included in any startup error.
     """
 
-    def __init__(self, bind: str | None = None, extra_args: tuple[str, ...] = (),
+    def __init__(self, bind: str | None = None, extra_args: tuple[str, ...] = (), keys_dir: Path | None = None,
                  startup_timeout_s: float = 60.0, log_path: Path | None = None) -> None:
         self.endpoint = bind or free_tcp_endpoint()
-        self.extra_args = extra_args
+        self.keys_dir = keys_dir
+        self.extra_args = (*extra_args, "--keys", str(keys_dir)) if keys_dir else extra_args
         self.startup_timeout_s = startup_timeout_s
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="lift3d-backend-", suffix=".log")[1])
         self.process: subprocess.Popen[bytes] | None = None
@@ -44,7 +45,8 @@ class LocalBackend:
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout_s
-        with Client(self.endpoint, client_name="lift3d launcher") as client:
+        keys = CurveKeys.from_dir(self.keys_dir) if self.keys_dir else None
+        with Client(self.endpoint, keys=keys, client_name="lift3d launcher") as client:
             client.connect()
             while client.welcome is None:
                 if self.process.poll() is not None:

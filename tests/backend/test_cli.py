@@ -1,0 +1,79 @@
+"""The command line as a user runs it: subprocesses, exit codes, messages, signals."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from backend.local import LocalBackend, free_tcp_endpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def backend_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "backend", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_ping_without_a_backend_fails_clearly():
+    endpoint = free_tcp_endpoint()
+    result = backend_cli("ping", "--connect", endpoint, "--timeout", "0.5")
+    assert result.returncode == 1
+    assert f"no Lift3D backend answered at {endpoint}" in result.stderr
+    assert "python -m backend serve" in result.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_serve_answers_ping_and_shuts_down_cleanly_on_signals(sig):
+    backend = LocalBackend()
+    backend.start()
+    try:
+        result = backend_cli("ping", "--connect", backend.endpoint)
+        assert result.returncode == 0, result.stderr
+        assert "protocol 1" in result.stdout and "draft, standard, high" in result.stdout
+        t0 = time.monotonic()
+        backend.process.send_signal(sig)
+        assert backend.process.wait(10) == 0
+        assert time.monotonic() - t0 < 5
+        assert "shutting down" in backend.log_path.read_text()
+    finally:
+        backend.stop()
+
+
+def test_serve_refuses_a_public_bind_without_keys():
+    result = backend_cli("serve", "--bind", "tcp://0.0.0.0:5999")
+    assert result.returncode == 2
+    assert "refusing to bind" in result.stderr and "--keys" in result.stderr
+
+
+def test_serve_reports_an_address_in_use():
+    with LocalBackend() as first:
+        result = backend_cli("serve", "--bind", first.endpoint)
+    assert result.returncode == 2
+    assert "cannot bind" in result.stderr and "already running" in result.stderr
+
+
+def test_keys_generate_then_encrypted_ping(tmp_path):
+    keys = tmp_path / "keys"
+    result = backend_cli("keys", "generate", str(keys))
+    assert result.returncode == 0, result.stderr
+    assert (keys / "clients" / "client.key_secret").is_file()
+    assert (keys / "authorized_clients" / "client.key").is_file()
+    with LocalBackend(keys_dir=keys) as backend:
+        encrypted = backend_cli("ping", "--connect", backend.endpoint, "--keys", str(keys))
+        plain = backend_cli("ping", "--connect", backend.endpoint, "--timeout", "1")
+    assert encrypted.returncode == 0, encrypted.stderr
+    assert "protocol 1" in encrypted.stdout
+    assert plain.returncode == 1 and "pass the same key folder" in plain.stderr
+
+
+def test_run_command_starts_a_backend_and_completes_the_handshake():
+    result = backend_cli("run", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "Handshake OK" in result.stdout
+    assert "device            cpu" in result.stdout
