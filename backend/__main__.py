@@ -8,8 +8,12 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from protocol import DEFAULT_ADDRESS
+
+if TYPE_CHECKING:
+    from protocol.client import CurveKeys
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--keys", type=Path, help="CURVE key folder from `keys generate`: encrypt and authenticate")
     serve.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without --keys")
     serve.add_argument("--device", default="auto", help="auto, cpu, mps, cuda or cuda:N")
-    serve.add_argument("--max-queued", type=int, default=4, help="jobs that may wait behind the running one")
+    serve.add_argument("--max-queued", type=int, default=4, help="jobs that may wait behind the running one (0-63)")
     serve.add_argument("-v", "--verbose", action="store_true")
 
     ping = sub.add_parser("ping", help="check that a backend answers and show what it runs on")
@@ -52,9 +56,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = ServerConfig(bind=args.bind, keys_dir=args.keys, insecure=args.insecure, device=args.device,
-                          max_queued=args.max_queued)
     try:
+        config = ServerConfig(bind=args.bind, keys_dir=args.keys, insecure=args.insecure, device=args.device,
+                              max_queued=args.max_queued)
         server = Server(config, run_pipeline)
         endpoint = server.bind()
     except (SecurityError, OSError, ValueError) as exc:
@@ -98,7 +102,7 @@ def _ping(args: argparse.Namespace) -> int:
     return _print_welcome(args.connect, keys, args.timeout)
 
 
-def _print_welcome(address: str, keys: object, timeout_s: float) -> int:
+def _print_welcome(address: str, keys: CurveKeys | None, timeout_s: float) -> int:
     from protocol.client import Client
 
     with Client(address, keys=keys, client_name="lift3d ping") as client:

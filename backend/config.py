@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from protocol import DEFAULT_ADDRESS
+from protocol.limits import MAX_OPTIONS
+
+MAX_QUEUED = MAX_OPTIONS - 1  # so one client's jobs always fit in a heartbeat
 
 # Names of the quality presets a client may ask for. The pipeline issue attaches a config to each.
 QUALITY_PRESETS: tuple[str, ...] = ("draft", "standard", "high")
@@ -31,3 +34,10 @@ class ServerConfig:
     model_preset: str = "none"
     """Model preset reported to clients; the models issue wires `full`, `tiny` and `auto`."""
     quality_presets: tuple[str, ...] = QUALITY_PRESETS
+
+    def __post_init__(self) -> None:
+        # Heartbeats list every unfinished job of a client, and the protocol bounds that list.
+        if not 0 <= self.max_queued <= MAX_QUEUED:
+            raise ValueError(f"max_queued must be between 0 and {MAX_QUEUED}, got {self.max_queued}")
+        if self.heartbeat_interval_s <= 0 or self.client_timeout_s <= self.heartbeat_interval_s:
+            raise ValueError("need 0 < heartbeat_interval_s < client_timeout_s")

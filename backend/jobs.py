@@ -122,6 +122,8 @@ class JobManager:
                 job.state = "running"
             try:
                 self._run(job)
+            except Exception:  # the worker must outlive any single job, or every later job would hang
+                log.exception("job %s: could not deliver its final message", job.job_id)
             finally:
                 with self._lock:
                     job.state = "done"
@@ -139,18 +141,21 @@ class JobManager:
             result = self._pipeline(job.request, ctx)
             if not isinstance(result, Mesh) or result.kind != "final":
                 raise TypeError(f"the pipeline returned {type(result).__name__}, not a final Mesh")
-            emit(result)
+            emit(result)  # encodes, so an invalid mesh becomes a pipeline failure below
             log.info("job %s finished in %.1f s", job.job_id, time.monotonic() - started)
+            return
         except JobCancelled:
             log.info("job %s cancelled during %s", job.job_id, ctx.stage)
-            emit(Cancelled(stage=ctx.stage))
-        except Exception as exc:  # the worker must survive any pipeline failure
+            outcome: Message = Cancelled(stage=ctx.stage[:64])
+        except Exception as exc:  # any pipeline failure becomes a `failed` message
             log.exception("job %s failed during %s", job.job_id, ctx.stage)
-            emit(failure_for(exc, ctx.stage))
+            outcome = failure_for(exc, ctx.stage)
+        emit(outcome)
 
 
 def failure_for(exc: BaseException, stage: str) -> Failed:
     """Turn a pipeline exception into the `failed` message the artist sees."""
+    stage = stage[:64]
     if is_out_of_memory(exc):
         return Failed(code="out_of_memory", stage=stage, message=f"Ran out of memory during {stage}: {exc}"[:4000],
                       hint="Try the draft preset or a smaller texture size, close other programs using the "

@@ -162,7 +162,10 @@ class Server:
                 frames = socket.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            handle(frames)
+            try:
+                handle(frames)
+            except Exception:  # a bug handling one message must not take the server down for everyone
+                log.exception("internal error while handling a message; the server keeps running")
 
     def _receive(self, frames: list[zmq.Frame]) -> None:
         client = frames[0].bytes

@@ -184,3 +184,45 @@ def test_requests_the_server_cannot_serve_get_clear_failures():
         assert wrong.code == "bad_message" and "clients may not send 'accepted'" in wrong.message
         client.cancel(job)
         assert collect(client, job)[-1].type == "cancelled"
+
+
+def _broken_pipeline(kind: str):
+    def pipeline(request, ctx):
+        if kind == "wrong type":
+            return "not a mesh"
+        if kind == "intermediate kind":
+            return Mesh(kind="geometry", vertices=np.zeros((3, 3), np.float32), faces=np.zeros((0, 3), np.uint32))
+        if kind == "faces out of range":
+            return Mesh(kind="final", vertices=np.zeros((3, 3), np.float32), faces=np.array([[0, 1, 7]], np.uint32))
+        ctx.report("stage-name-" * 10, 1, 1)  # over the 64-character wire limit
+        raise AssertionError("unreachable: report() refuses the stage name")
+
+    return pipeline
+
+
+@pytest.mark.parametrize("kind, text", [
+    ("wrong type", "returned str, not a final Mesh"),
+    ("intermediate kind", "returned Mesh, not a final Mesh"),
+    ("faces out of range", "face indices span [0, 7] but there are 3 vertices"),
+    ("stage name too long", "110 characters (limit 64)"),
+])
+def test_a_pipeline_producing_invalid_output_fails_the_job_not_the_worker(kind, text):
+    broken = _broken_pipeline(kind)
+    healthy = stepping_pipeline(steps=1)
+    with running_server(lambda r, c: (broken if r.seed == 1 else healthy)(r, c)) as server, \
+            connected_client(server) as client:
+        failed = collect(client, submit(client, seed=1))[-1].message
+        after = collect(client, submit(client, seed=2))[-1]
+    assert failed.TYPE == "failed" and failed.code == "pipeline_error"
+    assert text in failed.message
+    assert len(failed.stage) <= 64
+    assert after.type == "mesh" and after.message.kind == "final"
+
+
+def test_server_config_bounds_the_queue():
+    from backend.config import ServerConfig
+
+    with pytest.raises(ValueError, match="max_queued must be between 0 and 63"):
+        ServerConfig(max_queued=100)
+    with pytest.raises(ValueError, match="heartbeat_interval_s"):
+        ServerConfig(heartbeat_interval_s=0)
