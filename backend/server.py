@@ -258,7 +258,9 @@ class Server:
 
     def _forward(self, frames: list[zmq.Frame]) -> None:
         client, marker, job_id = frames[0].bytes, frames[1].bytes, frames[2].bytes.decode()
-        self._send(client, [f.buffer for f in frames[3:]], droppable=marker == _DROPPABLE)
+        # Re-sending the received Frame objects only bumps a reference count; wrapping their
+        # buffers again would register every frame with pyzmq's zero-copy cleanup a second time.
+        self._send(client, frames[3:], droppable=marker == _DROPPABLE)
         if marker == _TERMINAL:
             self._finish(client, job_id)
 

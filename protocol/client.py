@@ -188,10 +188,13 @@ class Client:
         deadline = self._clock() + budget_ms / 1000
         out: list[Envelope] = []
         while True:
-            timeout = max(0, int((deadline - self._clock()) * 1000)) if (wait and not out) else 0
-            if not self._socket.poll(timeout, zmq.POLLIN):
-                break
-            frames = self._socket.recv_multipart(copy=False)
+            try:  # receive first and poll only when nothing is pending: one syscall per message
+                frames = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                timeout = max(0, int((deadline - self._clock()) * 1000)) if (wait and not out) else 0
+                if timeout == 0 or not self._socket.poll(timeout, zmq.POLLIN):
+                    break
+                continue
             envelope = self._decode(frames)
             if envelope is not None:
                 out.append(envelope)

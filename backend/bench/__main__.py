@@ -1,0 +1,36 @@
+"""`python -m backend.bench {transport}`: one subcommand per benchmark module.
+
+A benchmark module provides `add_arguments(parser)` and `main(args) -> int`; adding one is a
+line in BENCHMARKS. Modules are imported only when their subcommand is chosen, so a heavy
+benchmark (models, torch) never slows down the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> (module, one-line help)
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "transport": ("backend.bench.transport", "protocol throughput over loopback, as a ratio to raw pyzmq"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="python -m backend.bench", description="Lift3D benchmarks")
+    sub = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+    for name, (module_name, help_text) in BENCHMARKS.items():
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        # Only the chosen benchmark is imported; the others just need a name and help line.
+        if argv[:1] == [name]:
+            module = importlib.import_module(module_name)
+            module.add_arguments(sub_parser)
+            sub_parser.set_defaults(run=module.main)
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
