@@ -17,6 +17,11 @@ A round is timed from the first send (or the job's submission) until the last me
 consumed. The three paths run interleaved, round by round in rotating order, so machine noise
 hits all of them alike; msg/s is the median round, and the ratio is the median of the per-round
 ratios against raw. Target (issue): >= 0.8 of raw.
+
+On small machines most of the time is kernel time, much of it page faults from glibc handing
+freshly mmap'ed buffers to every 28 MB message; how much each path pays depends on when it
+frees its frames. Running with `MALLOC_MMAP_THRESHOLD_=268435456 MALLOC_TRIM_THRESHOLD_=1073741824`
+takes that churn out and shows the protocol's own cost more clearly.
 """
 
 from __future__ import annotations
