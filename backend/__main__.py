@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--keys", type=Path, help="CURVE key folder from `keys generate`: encrypt and authenticate")
     serve.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without --keys")
     serve.add_argument("--device", default="auto", help="auto, cpu, mps, cuda or cuda:N")
-    serve.add_argument("--max-queued", type=int, default=4, help="jobs that may wait behind the running one (0-63)")
+    serve.add_argument("--max-queued", type=int, default=4, help="jobs that may wait behind the running one (0-1024)")
     serve.add_argument("-v", "--verbose", action="store_true")
 
     ping = sub.add_parser("ping", help="check that a backend answers and show what it runs on")
@@ -108,6 +108,9 @@ def _print_welcome(address: str, keys: CurveKeys | None, timeout_s: float) -> in
     with Client(address, keys=keys, client_name="lift3d ping") as client:
         try:
             welcome = client.handshake(timeout_s)
+        except ConnectionError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         except TimeoutError as exc:
             hint = ("check --keys and that the server has this client's public key"
                     if keys else "if the backend was started with --keys, pass the same key folder")

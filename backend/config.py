@@ -8,7 +8,10 @@ from pathlib import Path
 from protocol import DEFAULT_ADDRESS
 from protocol.limits import MAX_OPTIONS
 
-MAX_QUEUED = MAX_OPTIONS - 1  # so one client's jobs always fit in a heartbeat
+MAX_QUEUED = 1024
+# One client's unfinished jobs must fit in a heartbeat (MAX_OPTIONS entries), with room for jobs
+# whose final message is still on its way from the worker.
+MAX_JOBS_PER_CLIENT = MAX_OPTIONS // 2
 
 # Names of the quality presets a client may ask for. The pipeline issue attaches a config to each.
 QUALITY_PRESETS: tuple[str, ...] = ("draft", "standard", "high")
@@ -26,9 +29,10 @@ class ServerConfig:
     """Jobs waiting behind the running one; one more is answered with `failed: busy`."""
     heartbeat_interval_s: float = 1.0
     """How often each connected client gets a heartbeat (and how often clients should send theirs)."""
-    client_timeout_s: float = 30.0
-    """A client silent this long is considered gone and its jobs are cancelled. Disconnects seen by
-    the transport are detected sooner, at the next heartbeat."""
+    client_timeout_s: float = 120.0
+    """A client silent this long is considered gone and its jobs are cancelled. Generous, because
+    Blender may be busy (a render, a bake) and not poll; a closed connection (Blender quit or
+    crashed) is detected sooner, at the next heartbeat."""
     device: str = "auto"
     """Compute device: auto (CUDA, then MPS, then CPU), cuda, cuda:N, mps or cpu."""
     model_preset: str = "none"
@@ -36,7 +40,6 @@ class ServerConfig:
     quality_presets: tuple[str, ...] = QUALITY_PRESETS
 
     def __post_init__(self) -> None:
-        # Heartbeats list every unfinished job of a client, and the protocol bounds that list.
         if not 0 <= self.max_queued <= MAX_QUEUED:
             raise ValueError(f"max_queued must be between 0 and {MAX_QUEUED}, got {self.max_queued}")
         if self.heartbeat_interval_s <= 0 or self.client_timeout_s <= self.heartbeat_interval_s:

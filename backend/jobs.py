@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from protocol import Cancelled, Failed, Generate, Mesh, Message
+from protocol import FAILURE_CODES, Cancelled, Failed, Generate, Mesh, Message
 
 from .context import JobCancelled, PipelineError, StageContext
 
@@ -94,6 +94,9 @@ class JobManager:
                 mine.append(self._running)
         return len(mine)
 
+    def worker_alive(self) -> bool:
+        return self._thread.is_alive()
+
     def shutdown(self, timeout_s: float = 5.0) -> list[Job]:
         """Stop accepting work, cancel everything, wait for the worker. Returns the queued jobs
         that never ran (the server tells their clients)."""
@@ -124,6 +127,8 @@ class JobManager:
                 self._run(job)
             except Exception:  # the worker must outlive any single job, or every later job would hang
                 log.exception("job %s: could not deliver its final message", job.job_id)
+                self._emit(job, Failed(code="pipeline_error", message="The backend could not report how this "
+                                       "job ended.", hint="This is a backend bug; the backend log has the details."))
             finally:
                 with self._lock:
                     job.state = "done"
@@ -161,7 +166,8 @@ def failure_for(exc: BaseException, stage: str) -> Failed:
                       hint="Try the draft preset or a smaller texture size, close other programs using the "
                            "GPU, or start the backend with --device cpu.")
     if isinstance(exc, PipelineError):
-        return Failed(code=exc.code, stage=stage, message=str(exc)[:4000], hint=exc.hint)
+        code = exc.code if exc.code in FAILURE_CODES else "pipeline_error"
+        return Failed(code=code, stage=stage, message=str(exc)[:4000], hint=exc.hint[:4000])
     return Failed(code="pipeline_error", stage=stage, message=f"{type(exc).__name__}: {exc}"[:4000],
                   hint="This is a backend bug; the backend log has the full traceback. Please report it.")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,10 +36,10 @@ from protocol import (
     peek_ids,
     PROTOCOL_VERSION,
 )
-from protocol.limits import MAX_IMAGE_BYTES
+from protocol.limits import MAX_IMAGE_BYTES, MAX_OPTIONS
 
 from . import __version__
-from .config import ServerConfig
+from .config import MAX_JOBS_PER_CLIENT, ServerConfig
 from .device import DeviceInfo, describe_device
 from .jobs import Job, JobManager, Pipeline, QueueFull
 from .security import check_bind_policy, enable_curve_server
@@ -80,7 +80,8 @@ class Server:
         self._clients: dict[bytes, ClientState] = {}
         self._jobs = JobManager(pipeline, self._post_from_worker, max_queued=config.max_queued)
         self.endpoint = ""
-        self.dropped_previews = 0
+        self.dropped: Counter[str] = Counter()
+        """Messages dropped for clients that lag, by type ('preview', 'heartbeat')."""
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -89,11 +90,18 @@ class Server:
         router = self._router
         router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # sends to a vanished client raise instead of vanishing
         router.setsockopt(zmq.LINGER, 1000)  # flush final messages on shutdown, but never hang
+        # Transport heartbeats catch half-open connections. Their timeout must not be short: a peer
+        # whose receive queue is full stops reading the stream, PONGs included, and a busy Blender
+        # would be disconnected (and its jobs cancelled) while it is merely not polling.
         router.setsockopt(zmq.HEARTBEAT_IVL, int(self.config.heartbeat_interval_s * 1000))
-        router.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(self.config.heartbeat_interval_s * 5000))
-        # Transport-level guard against memory exhaustion; anything between the protocol limit and
-        # this is still answered with a clear `too_large` failure.
-        router.setsockopt(zmq.MAXMSGSIZE, 2 * MAX_IMAGE_BYTES)
+        router.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(self.config.client_timeout_s * 1000))
+        router.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a client reconnecting with its routing id keeps its jobs
+        # Transport-level guard against memory exhaustion (per frame): a client that ignores the
+        # image limit it can check itself (Client.submit does) is disconnected, not answered.
+        router.setsockopt(zmq.MAXMSGSIZE, MAX_IMAGE_BYTES + 2**20)
+        # A client that stops reading queues at most this many messages in libzmq; beyond it,
+        # previews are dropped and results wait in the server's own backlog.
+        router.setsockopt(zmq.SNDHWM, 64)
         try:
             if self.config.keys_dir is not None:
                 self._auth = enable_curve_server(self._ctx, router, self.config.keys_dir)
@@ -126,10 +134,13 @@ class Server:
                 if self._router in events:
                     self._drain(self._router, self._receive)
                 now = time.monotonic()
-                self._flush_backlogs()
-                if now >= next_heartbeat:
-                    next_heartbeat = now + self.config.heartbeat_interval_s
-                    self._heartbeat(now)
+                try:
+                    self._flush_backlogs()
+                    if now >= next_heartbeat:
+                        next_heartbeat = now + self.config.heartbeat_interval_s
+                        self._heartbeat(now)
+                except Exception:  # as in _drain: one bug must not stop the server for everyone
+                    log.exception("internal error in the server loop; it keeps running")
         finally:
             self._shutdown()
 
@@ -137,22 +148,30 @@ class Server:
         if self._auth is not None:
             self._auth.stop()
             self._auth = None
-        self._ctx.destroy(linger=1000)
+        if self._jobs.worker_alive():
+            # A pipeline step ignored cancellation and still holds its outbox socket; sockets are
+            # not thread-safe, so close only ours and leave the context to process exit.
+            self._router.close(linger=1000)
+            self._pull.close(linger=0)
+        else:
+            self._ctx.destroy(linger=1000)
 
     def _shutdown(self) -> None:
         log.info("shutting down")
-        for job in self._jobs.shutdown():
-            self._finish(job.client, job.job_id)
-            self._send_now(job.client, job.job_id, Failed(code="shutdown", message="The backend shut down "
-                           "before this job started.", hint="Start the backend again and press Generate."))
-        while self._pull.poll(0):  # what the worker said while stopping (e.g. `cancelled`)
-            self._forward(self._pull.recv_multipart(copy=False))
-        for client, state in list(self._clients.items()):
-            for job_id in list(state.jobs):
-                self._send_now(client, job_id, Failed(code="shutdown", message="The backend shut down while "
-                               "this job was running.", hint="Start the backend again and press Generate."))
-        self._flush_backlogs()
-        self.close()
+        try:
+            for job in self._jobs.shutdown():
+                self._finish(job.client, job.job_id)
+                self._send_now(job.client, job.job_id, Failed(code="shutdown", message="The backend shut down "
+                               "before this job started.", hint="Start the backend again and press Generate."))
+            while self._pull.poll(0):  # what the worker said while stopping (e.g. `cancelled`)
+                self._forward(self._pull.recv_multipart(copy=False))
+            for client, state in list(self._clients.items()):
+                for job_id in list(state.jobs):
+                    self._send_now(client, job_id, Failed(code="shutdown", message="The backend shut down "
+                                   "while this job was running.", hint="Start the backend again and press Generate."))
+            self._flush_backlogs()
+        finally:
+            self.close()
 
     # -- incoming ------------------------------------------------------------------------
 
@@ -178,7 +197,7 @@ class Server:
         except ProtocolError as exc:
             msg_id, job_id = peek_ids(frames[1]) if len(frames) > 1 else (None, None)
             log.warning("rejected a message from client %s: %s", client.hex(), exc)
-            self._send_now(client, job_id, Failed(code=exc.code, message=str(exc), in_reply_to=msg_id,
+            self._send_now(client, job_id, Failed(code=exc.code, message=str(exc)[:4000], in_reply_to=msg_id,
                                                   hint=_PROTOCOL_HINTS.get(exc.code, "")))
             return
         message = envelope.message
@@ -205,16 +224,21 @@ class Server:
     def _submit(self, client: bytes, state: ClientState, envelope: Envelope, request: Generate) -> None:
         job_id = envelope.job_id
 
-        def refuse(code: str, message: str, hint: str) -> None:
-            self._send_now(client, job_id, Failed(code=code, message=message, hint=hint,
-                                                  in_reply_to=envelope.msg_id))
+        def refuse(code: str, message: str, hint: str, about_job: bool = True) -> None:
+            # A refusal that carries the job id ends that job for the client; one about a job that
+            # already exists must not, so it only points at the request (`in_reply_to`).
+            self._send_now(client, job_id if about_job else None,
+                           Failed(code=code, message=message, hint=hint, in_reply_to=envelope.msg_id))
 
         if job_id is None:
             return refuse("invalid_request", "generate needs a job_id in the header",
                           "Clients choose a unique job id per job (protocol.new_id()).")
         if job_id in state.jobs:
             return refuse("invalid_request", f"job {job_id} is already queued or running",
-                          "Use a new job id for every generate.")
+                          "Use a new job id for every generate.", about_job=False)
+        if len(state.jobs) >= MAX_JOBS_PER_CLIENT:
+            return refuse("busy", f"this client already has {len(state.jobs)} unfinished jobs",
+                          "Wait for some to finish, or cancel them, before submitting more.")
         if request.quality not in self.config.quality_presets:
             return refuse("invalid_request", f"unknown quality preset {request.quality!r}",
                           f"Choose one of: {', '.join(self.config.quality_presets)}.")
@@ -231,7 +255,8 @@ class Server:
     def _cancel(self, client: bytes, state: ClientState, envelope: Envelope) -> None:
         job_id = envelope.job_id
         if job_id is None or job_id not in state.jobs:
-            self._send_now(client, job_id, Failed(
+            # No job id on the reply: the job (if it existed) has already sent its final message.
+            self._send_now(client, None, Failed(
                 code="unknown_job", message=f"no queued or running job {job_id!r} to cancel",
                 hint="The job has already finished.", in_reply_to=envelope.msg_id))
             return
@@ -260,36 +285,38 @@ class Server:
         client, marker, job_id = frames[0].bytes, frames[1].bytes, frames[2].bytes.decode()
         # Re-sending the received Frame objects only bumps a reference count; wrapping their
         # buffers again would register every frame with pyzmq's zero-copy cleanup a second time.
-        self._send(client, frames[3:], droppable=marker == _DROPPABLE)
+        self._send(client, frames[3:], droppable="preview" if marker == _DROPPABLE else None)
         if marker == _TERMINAL:
             self._finish(client, job_id)
 
     def _send_now(self, client: bytes, job_id: str | None, message: Message) -> None:
-        self._send(client, encode(message, job_id=job_id), droppable=False)
+        self._send(client, encode(message, job_id=job_id))
 
-    def _send(self, client: bytes, frames: list[Any], droppable: bool) -> None:
+    def _send(self, client: bytes, frames: list[Any], droppable: str | None = None) -> None:
+        """Send now, or queue behind what the client has not taken yet. `droppable` names the kind
+        of a message that is worthless once stale; such messages are dropped instead of queued."""
         state = self._clients.get(client)
         if state is None:
             return  # the client is gone; its jobs were cancelled
         if state.backlog:
-            self._enqueue(state, frames, droppable)
+            self._enqueue(client, state, frames, droppable)
             return
         try:
             self._router.send_multipart([client, *frames], flags=zmq.NOBLOCK, copy=False)
         except zmq.Again:  # the client's queue is full: it is not reading fast enough
-            self._enqueue(state, frames, droppable)
+            self._enqueue(client, state, frames, droppable)
         except zmq.ZMQError as exc:
             if exc.errno != zmq.EHOSTUNREACH:
                 raise
             self._client_gone(client, "disconnected")
 
-    def _enqueue(self, state: ClientState, frames: list[Any], droppable: bool) -> None:
+    def _enqueue(self, client: bytes, state: ClientState, frames: list[Any], droppable: str | None) -> None:
         if droppable:
-            self.dropped_previews += 1  # a stale preview is worthless; the next one supersedes it
+            self.dropped[droppable] += 1  # the next preview or heartbeat supersedes it
         elif len(state.backlog) < _MAX_BACKLOG:
             state.backlog.append(frames)
-        else:
-            log.error("client backlog overflow; dropping a message")
+        else:  # it has stopped reading for good; dropping a result silently would be worse
+            self._client_gone(client, f"not reading ({_MAX_BACKLOG} messages waiting)")
 
     def _flush_backlogs(self) -> None:
         for client, state in list(self._clients.items()):
@@ -310,8 +337,10 @@ class Server:
             if now - state.last_seen > self.config.client_timeout_s:
                 self._client_gone(client, f"silent for {self.config.client_timeout_s:.0f} s")
                 continue
-            ages = {job_id: round(now - job.last_event_at, 3) for job_id, job in state.jobs.items()}
-            self._send(client, encode(Heartbeat(jobs=ages)), droppable=True)
+            # Waiting in the queue is not stalling: queued jobs report age 0.
+            ages = {job_id: round(now - job.last_event_at, 3) if job.state == "running" else 0.0
+                    for job_id, job in list(state.jobs.items())[:MAX_OPTIONS]}
+            self._send(client, encode(Heartbeat(jobs=ages)), droppable="heartbeat")
 
     def _finish(self, client: bytes, job_id: str) -> None:
         state = self._clients.get(client)

@@ -17,6 +17,7 @@ This is the only module of the package that imports zmq.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -99,6 +100,7 @@ class Client:
         self._last_sent = 0.0
         self._server_jobs: dict[str, float] = {}
         self._server_jobs_at: float | None = None
+        self._routing_id = b"lift3d-" + os.urandom(8).hex().encode()
         self.state = ConnectionState.CLOSED
         self.welcome: Welcome | None = None
         self.jobs: dict[str, JobTracking] = {}
@@ -112,17 +114,24 @@ class Client:
         if self._socket is not None:
             self.close()
         self._ctx = zmq.Context()
-        sock = self._ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)  # closing (and quitting Blender) never waits for the backend
-        sock.setsockopt(zmq.HEARTBEAT_IVL, int(self.heartbeat_interval_s * 1000))
-        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(self.dead_after_s * 1000))
-        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
-        if self.keys is not None:
-            sock.curve_secretkey = self.keys.client_secret
-            sock.curve_publickey = self.keys.client_public
-            sock.curve_serverkey = self.keys.server_public
-        sock.connect(self.address)
-        self._socket = sock
+        sock = self._socket = self._ctx.socket(zmq.DEALER)
+        try:
+            sock.setsockopt(zmq.LINGER, 0)  # closing (and quitting Blender) never waits for the backend
+            # A fixed routing id: after a dropped connection the DEALER reconnects as the same peer,
+            # so the backend keeps routing this client's jobs to it. No transport heartbeat timeout
+            # here: it would drop the connection whenever Blender is too busy to poll; a dead
+            # backend is detected from the application heartbeats instead (`health()`).
+            sock.setsockopt(zmq.ROUTING_ID, self._routing_id)
+            sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+            if self.keys is not None:
+                sock.curve_secretkey = self.keys.client_secret
+                sock.curve_publickey = self.keys.client_public
+                sock.curve_serverkey = self.keys.server_public
+            sock.connect(self.address)
+        except zmq.ZMQError as exc:
+            self.close()
+            raise ConnectionError(f"cannot connect to {self.address!r}: {exc} "
+                                  "(expected an address like tcp://127.0.0.1:5571)") from exc
         self.state = ConnectionState.CONNECTING
         self.welcome = None
         self._connected_at = self._clock()
@@ -134,7 +143,7 @@ class Client:
             self._socket.close(linger=0)
             self._socket = None
         if self._ctx is not None:
-            self._ctx.term()
+            self._ctx.destroy(linger=0)
             self._ctx = None
         self.state = ConnectionState.CLOSED
 
@@ -206,11 +215,20 @@ class Client:
     def health(self) -> Health:
         now = self._clock()
         heard = None if self._last_heard is None else now - self._last_heard
-        # Ages were measured when the last server heartbeat left; add the time since it arrived.
+        # Ages were measured when the last server heartbeat left; add the time since it arrived,
+        # but never more than the time since this client last heard from the job itself (a
+        # heartbeat may have been dropped while messages were queued).
         since_beat = 0.0 if self._server_jobs_at is None else now - self._server_jobs_at
-        stalled = {job_id: age + since_beat for job_id, age in self._server_jobs.items()
-                   if age + since_beat >= self.stall_after_s
-                   and not (job_id in self.jobs and self.jobs[job_id].finished)}
+        stalled = {}
+        for job_id, age in self._server_jobs.items():
+            tracked = self.jobs.get(job_id)
+            if tracked is not None and tracked.finished:
+                continue
+            silent = age + since_beat
+            if tracked is not None:
+                silent = min(silent, now - tracked.last_message_at)
+            if age > 0 and silent >= self.stall_after_s:  # age 0: still queued, not stalled
+                stalled[job_id] = silent
         # Only a heartbeat that arrived after the job's last message can prove it is gone: the
         # server lists a job until it has sent the job's final message, and delivery is in order.
         lost = [job_id for job_id, job in self.jobs.items()

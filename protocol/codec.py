@@ -55,7 +55,6 @@ def encode(message: Message, job_id: str | None = None, msg_id: str | None = Non
     if MESSAGE_TYPES.get(cls.TYPE) is not cls:
         raise ProtocolError(f"{cls.__name__} is not a protocol message")
     _check_id(job_id, "job_id", optional=True)
-    message.validate()
     header = {"v": PROTOCOL_VERSION, "type": cls.TYPE, "msg_id": msg_id or new_id(), "job_id": job_id}
     body: dict[str, Any] = {}
     frames: list[Any] = []
@@ -69,6 +68,8 @@ def encode(message: Message, job_id: str | None = None, msg_id: str | None = Non
             body[field.name] = {"frame": len(frames), "dtype": arr.dtype.str, "shape": list(arr.shape)}
             frames.append(memoryview(arr).cast("B") if arr.size else b"")
         elif field.kind == "bytes" and value is not None:
+            if not isinstance(value, (bytes, bytearray, memoryview)):
+                raise ProtocolError(f"{where}: field '{field.name}' must be bytes, got {type(value).__name__}")
             _check_blob_size(field, len(value), where)
             body[field.name] = {"frame": len(frames), "nbytes": len(value)}
             frames.append(value)
@@ -77,6 +78,7 @@ def encode(message: Message, job_id: str | None = None, msg_id: str | None = Non
             body[field.name] = None
         else:
             body[field.name] = check_scalar(field, value, where)
+    message.validate()  # after the per-field checks, which it relies on
     return [msgpack.packb(header), msgpack.packb(body), *frames]
 
 
@@ -105,7 +107,9 @@ def _decode_body(cls: type[Message], body: dict[str, Any], data_frames: list[mem
     if missing:
         raise ProtocolError(f"{where}: missing field(s) {sorted(missing)}")
     if extra:
-        raise ProtocolError(f"{where}: unknown field(s) {sorted(map(str, extra))}")
+        names = sorted(str(name)[:40] for name in extra)
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        raise ProtocolError(f"{where}: unknown field(s) {shown}")
     values: dict[str, Any] = {}
     used: set[int] = set()
     dims: dict[str, int] = {}
@@ -222,7 +226,8 @@ def _wire_array(value: Any, field: FieldSchema, where: str) -> np.ndarray:
     if not isinstance(value, np.ndarray):
         raise ProtocolError(f"{where}: field '{field.name}' must be a numpy array, got {type(value).__name__}")
     arr = value
-    if sys.byteorder == "big" and arr.dtype.byteorder == "=":
+    big_endian = arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and sys.byteorder == "big")
+    if big_endian:  # the wire is little-endian
         arr = arr.astype(arr.dtype.newbyteorder("<"))
     if arr.dtype.str not in WIRE_DTYPES or arr.dtype.str not in field.array.dtypes:
         raise ProtocolError(f"{where}: array '{field.name}' has dtype {arr.dtype.str}; "

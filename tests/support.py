@@ -82,21 +82,33 @@ def connected_client(server: Server, **kw: object) -> Client:
     return client
 
 
-def collect(client: Client, job_ids: set[str] | str, timeout_s: float = 20.0) -> list[Envelope]:
-    """Poll until every job in `job_ids` has its terminal message; returns those jobs' messages in order
-    (messages of other jobs received meanwhile are dropped)."""
+def collect(client: Client, job_ids: set[str] | str, timeout_s: float = 20.0,
+            linger_s: float = 0.0) -> list[Envelope]:
+    """Poll until every job in `job_ids` has its terminal message, then `linger_s` longer.
+
+    Returns every job-related message received (of any job, so a test can see messages that
+    should not have come), in arrival order; the last one is the final job's terminal message
+    unless lingering caught something later.
+    """
     pending = {job_ids} if isinstance(job_ids, str) else set(job_ids)
     out: list[Envelope] = []
     deadline = time.monotonic() + timeout_s
     while pending:
         assert time.monotonic() < deadline, f"timed out waiting for {pending}; got {[e.type for e in out]}"
         for envelope in client.poll(budget_ms=50, wait=True):
-            if envelope.job_id not in pending:
+            if envelope.job_id is None:
                 continue
             out.append(envelope)
             if is_terminal(envelope.message):
                 pending.discard(envelope.job_id)
+    linger_until = time.monotonic() + linger_s
+    while time.monotonic() < linger_until:
+        out.extend(e for e in client.poll(budget_ms=50, wait=True) if e.job_id is not None)
     return out
+
+
+def of_job(envelopes: list[Envelope], job_id: str) -> list[Envelope]:
+    return [e for e in envelopes if e.job_id == job_id]
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float = 10.0, poll: Callable[[], object] | None = None) -> None:

@@ -266,12 +266,12 @@ class ServerHarness:
             raise
 
     def round(self, payload: Payload) -> float:
-        dropped_before = self.server.dropped_previews
+        dropped_before = self.server.dropped["preview"]
         start = time.perf_counter()
         job_id = self.client.submit(PNG, "transport benchmark", quality="draft",
                                     options={"payload": payload.kind})
         arrivals = self._collect(job_id, payload.message.TYPE)
-        dropped = self.server.dropped_previews - dropped_before
+        dropped = self.server.dropped["preview"] - dropped_before
         if len(arrivals) != payload.messages or dropped:
             raise RuntimeError(f"server path delivered {len(arrivals)} of {payload.messages} {payload.kind} "
                                f"messages ({dropped} previews dropped by the server)")

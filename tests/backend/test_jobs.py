@@ -11,8 +11,9 @@ import pytest
 from backend.context import PipelineError
 from protocol import Accepted, Failed, Generate, Mesh, Preview, Progress, Welcome
 from protocol.client import ConnectionState
-from tests.support import (PNG, collect, connected_client, next_message, running_server, stepping_pipeline,
-                           wait_for)
+from protocol import is_terminal
+from tests.support import (PNG, collect, connected_client, next_message, of_job, running_server,
+                           stepping_pipeline, wait_for)
 
 
 def submit(client, seed=0, quality="draft", prompt="a chair"):
@@ -61,7 +62,7 @@ def test_twenty_concurrent_clients_each_receive_exactly_their_own_messages_in_or
         try:
             with connected_client(endpoint_server) as client:
                 jobs = {submit(client, seed=index * 10 + k): index * 10 + k for k in range(jobs_each)}
-                got = collect(client, set(jobs), timeout_s=60)
+                got = collect(client, set(jobs), timeout_s=60, linger_s=0.3)
                 results[index] = (jobs, got)
         except BaseException as exc:  # re-raised in the main thread below
             errors.append(exc)
@@ -77,7 +78,8 @@ def test_twenty_concurrent_clients_each_receive_exactly_their_own_messages_in_or
     for index, (jobs, got) in results.items():
         assert {e.job_id for e in got} == set(jobs), "a client received another client's job"
         for job_id, seed in jobs.items():
-            mine = [e for e in got if e.job_id == job_id]
+            mine = of_job(got, job_id)
+            assert sum(is_terminal(e.message) for e in mine) == 1, "exactly one final message per job"
             assert mine[0].type == "accepted"
             assert mine[-1].type == "mesh" and mine[-1].message.kind == "final"
             assert mine[-1].message.metadata == {"seed": seed}
@@ -114,9 +116,9 @@ def test_cancelling_a_queued_job_removes_it_without_running_it():
         wait_for(lambda: sum(e.type == "accepted" for e in seen) == 2, poll=lambda: seen.extend(client.poll(20)))
         assert [e.message.queue_position for e in seen if e.type == "accepted"] == [0, 1]
         client.cancel(queued)
-        got_queued = collect(client, queued, timeout_s=5)
+        got_queued = of_job(collect(client, queued, timeout_s=5), queued)
         client.cancel(running)
-        got_running = collect(client, running, timeout_s=5)
+        got_running = of_job(collect(client, running, timeout_s=5), running)
     assert types(got_queued) == ["cancelled"] and got_queued[0].message.stage is None
     assert got_running[-1].type == "cancelled"
     assert ran == [1]
@@ -129,7 +131,7 @@ def test_a_full_queue_answers_busy_and_the_queued_job_runs_when_the_worker_frees
         seen = []
         wait_for(lambda: any(e.type == "progress" for e in seen), poll=lambda: seen.extend(client.poll(20)))
         second, third = submit(client, 2), submit(client, 3)
-        got = collect(client, third, timeout_s=5)
+        got = of_job(collect(client, third, timeout_s=5), third)
         assert types(got) == ["failed"] and got[0].message.code == "busy"
         assert "Wait" in got[0].message.hint
         client.cancel(first)
@@ -148,6 +150,8 @@ def test_a_full_queue_answers_busy_and_the_queued_job_runs_when_the_worker_frees
      "out_of_memory", "CUDA out of memory"),
     (PipelineError("the prompt names nothing in the image", hint="Describe the object"), "pipeline_error",
      "names nothing"),
+    # A code outside the protocol's list, and a hint over the wire limit, still end the job.
+    (PipelineError("odd failure", hint="h" * 5000, code="no_object"), "pipeline_error", "odd failure"),
 ])
 def test_pipeline_failures_become_failed_messages_and_the_server_keeps_serving(error, code, text):
     failing = stepping_pipeline(steps=4, step_s=0.0, fail=error)
@@ -171,19 +175,26 @@ def test_requests_the_server_cannot_serve_get_clear_failures():
         assert bad_quality.code == "invalid_request" and "draft, standard, high" in bad_quality.hint
 
         client.cancel("never-submitted")
-        unknown = collect(client, "never-submitted")[-1].message
-        assert unknown.code == "unknown_job"
+        unknown = next_message(client, lambda e: e.type == "failed").message
+        assert unknown.code == "unknown_job" and unknown.in_reply_to
 
         job = submit(client)
         client._send(Generate(image=PNG, prompt="again", quality="draft", seed=0), job)  # the same job id again
-        dup = next_message(client, lambda e: e.type == "failed").message
+        dup_reply = next_message(client, lambda e: e.type == "failed")
+        dup = dup_reply.message
         assert dup.code == "invalid_request" and "already queued or running" in dup.message
+        # The refusal points at the request, so the client does not take the running job as ended.
+        assert dup_reply.job_id is None and not client.jobs[job].finished
 
         client._send(Accepted(queue_position=0), "x")  # a server-only message type
         wrong = next_message(client, lambda e: e.type == "failed").message
         assert wrong.code == "bad_message" and "clients may not send 'accepted'" in wrong.message
         client.cancel(job)
         assert collect(client, job)[-1].type == "cancelled"
+
+        client.cancel(job)  # too late: the job has ended, and it must not get a second final message
+        late = next_message(client, lambda e: e.type == "failed")
+        assert late.message.code == "unknown_job" and late.job_id is None
 
 
 def _broken_pipeline(kind: str):
@@ -222,7 +233,7 @@ def test_a_pipeline_producing_invalid_output_fails_the_job_not_the_worker(kind, 
 def test_server_config_bounds_the_queue():
     from backend.config import ServerConfig
 
-    with pytest.raises(ValueError, match="max_queued must be between 0 and 63"):
-        ServerConfig(max_queued=100)
+    with pytest.raises(ValueError, match="max_queued must be between 0 and 1024"):
+        ServerConfig(max_queued=5000)
     with pytest.raises(ValueError, match="heartbeat_interval_s"):
         ServerConfig(heartbeat_interval_s=0)

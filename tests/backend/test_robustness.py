@@ -9,14 +9,16 @@ import time
 
 import msgpack
 import numpy as np
+import pytest
 import zmq
 
 from backend.context import JobCancelled
-from protocol import Failed, Generate, Heartbeat, Accepted, decode, encode
+from protocol import Accepted, Failed, Generate, Heartbeat, Preview, decode, encode
 from protocol.client import Client, ConnectionState
 from protocol.limits import MAX_IMAGE_BYTES, MAX_PROMPT_CHARS
 from tests.protocol.test_malformed import CASES
-from tests.support import PNG, collect, connected_client, running_server, stepping_pipeline, wait_for
+from tests.support import (PNG, collect, connected_client, running_server, splats, stepping_pipeline, tetrahedron,
+                           wait_for)
 
 
 def raw_dealer(endpoint: str) -> tuple[zmq.Context, zmq.Socket]:
@@ -46,12 +48,12 @@ def test_ten_thousand_malformed_messages_each_get_a_failure_and_the_server_still
         for start in range(0, len(messages), batch):
             for frames in messages[start:start + batch]:
                 sock.send_multipart(frames)
-            for _ in range(batch):
+            answered = 0
+            while answered < batch:
                 envelope = decode(sock.recv_multipart())
-                if envelope.type != "heartbeat":
+                if envelope.type != "heartbeat":  # heartbeats interleave with the replies
                     replies.append(envelope.message)
-                else:  # heartbeats interleave; read one more
-                    replies.append(decode(sock.recv_multipart()).message)
+                    answered += 1
         sock.close()
         ctx.term()
         assert len(replies) == 10_000
@@ -204,3 +206,75 @@ class connected_client_and_server:
 
     def __exit__(self, *exc):
         self.client.close()
+
+
+def test_a_reply_is_sent_even_when_the_error_text_would_be_huge():
+    with running_server(stepping_pipeline()) as server:
+        ctx, sock = raw_dealer(server.endpoint)
+        frames = encode(Generate(image=PNG, prompt="", quality="draft", seed=0), job_id="junk")
+        body = {**msgpack.unpackb(frames[1]), **{f"junk{i}": i for i in range(900)}}
+        sock.send_multipart([frames[0], msgpack.packb(body), frames[2]])
+        reply = decode(sock.recv_multipart())
+        while reply.type == "heartbeat":
+            reply = decode(sock.recv_multipart())
+        sock.close()
+        ctx.term()
+    assert reply.type == "failed" and "unknown field(s)" in reply.message.message
+
+
+def test_a_client_that_stops_reading_loses_stale_previews_but_never_results():
+    n_previews = 400
+    big = splats(20_000, 0)  # ~450 kB each: far more than the socket buffers hold
+
+    def flood(request, ctx):
+        for step in range(1, n_previews + 1):
+            # Straight to the emitter: the 10/s throttle would hide the back-pressure under test.
+            ctx._emit(Preview(step=step, **big))
+            ctx.report("geometry", step, n_previews)
+        return tetrahedron("final", request.seed)
+
+    with running_server(flood) as server:
+        ctx, sock = raw_dealer(server.endpoint)
+        sock.setsockopt(zmq.RCVHWM, 1)
+        sock.setsockopt(zmq.RCVBUF, 64 * 1024)
+        sock.send_multipart(encode(Generate(image=PNG, prompt="", quality="draft", seed=9), job_id="slow"))
+        time.sleep(2.0)  # not reading while the job floods
+        got = []
+        while not got or got[-1].type != "mesh":
+            envelope = decode(sock.recv_multipart())
+            if envelope.job_id == "slow":
+                got.append(envelope)
+        dropped = server.dropped["preview"]
+        sock.close()
+        ctx.term()
+    progress = [e.message.step for e in got if e.type == "progress"]
+    previews = [e.message.step for e in got if e.type == "preview"]
+    assert got[0].type == "accepted" and got[-1].message.metadata == {"seed": 9}
+    assert progress == list(range(1, n_previews + 1)), "a progress message was lost or reordered"
+    assert dropped > 0 and len(previews) == n_previews - dropped
+    assert previews == sorted(previews)
+
+
+def test_queued_jobs_are_not_reported_as_stalled():
+    with running_server(stepping_pipeline(steps=100_000, step_s=0.01)) as server:
+        client = Client(server.endpoint, heartbeat_interval_s=0.2, stall_after_s=0.5)
+        client.handshake(5)
+        running = client.submit(PNG, "a", quality="draft", seed=0)
+        queued = client.submit(PNG, "b", quality="draft", seed=1)
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end:
+            client.poll(50, wait=True)
+        health = client.health()
+        assert queued in client._server_jobs and running in client._server_jobs
+        assert health.stalled == {}
+        client.cancel(queued)
+        client.cancel(running)
+        collect(client, {queued, running})
+        client.close()
+
+
+def test_a_malformed_address_is_a_clear_error_not_a_hang():
+    client = Client("tcp://127.0.0.1")  # no port
+    with pytest.raises(ConnectionError, match="expected an address like"):
+        client.connect()
+    client.close()

@@ -134,6 +134,18 @@ def test_encode_refuses_wrong_dtype_with_the_allowed_list():
         encode(Mesh(kind="final", vertices=np.zeros((3, 3)), faces=np.zeros((0, 3), np.uint32)))
 
 
+def test_an_image_that_is_not_bytes_is_a_protocol_error():
+    with pytest.raises(ProtocolError, match="'image' must be bytes, got str"):
+        encode(Generate(image="photo.png", prompt="", quality="draft", seed=0))
+
+
+def test_error_messages_stay_short_even_for_huge_bodies():
+    frames = generate_frames(**{f"junk{i}": i for i in range(900)})
+    with pytest.raises(ProtocolError) as info:
+        decode(frames)
+    assert "and 890 more" in str(info.value) and len(str(info.value)) < 1000
+
+
 def test_oversized_image_is_refused_before_sending():
     with pytest.raises(ProtocolError, match="MiB") as info:
         encode(Generate(image=PNG + bytes(MAX_IMAGE_BYTES), prompt="", quality="draft", seed=0))

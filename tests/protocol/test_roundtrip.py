@@ -141,12 +141,13 @@ def test_arrays_decode_as_zero_copy_read_only_views():
 def test_non_contiguous_and_big_endian_arrays_are_sent_as_little_endian_contiguous():
     from protocol import Mesh
 
-    vertices = np.arange(24, dtype=np.float32).reshape(4, 6)[:, ::2]  # strided view
-    faces = np.array([[0, 1, 2], [1, 2, 3]], dtype=">u4").astype("<u4")
+    vertices = np.arange(24, dtype=">f4").reshape(4, 6)[:, ::2]  # big-endian and strided
+    faces = np.array([[0, 1, 2], [1, 2, 3]], dtype=">u4")
     mesh = Mesh(kind="final", vertices=vertices, faces=faces)
     decoded = decode(encode(mesh)).message
     np.testing.assert_array_equal(decoded.vertices, vertices)
-    assert decoded.faces.dtype.str == "<u4"
+    np.testing.assert_array_equal(decoded.faces, faces)
+    assert decoded.faces.dtype.str == "<u4" and decoded.vertices.dtype.str == "<f4"
 
 
 def test_message_ids_are_unique():
