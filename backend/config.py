@@ -33,6 +33,10 @@ class ServerConfig:
     """A client silent this long is considered gone and its jobs are cancelled. Generous, because
     Blender may be busy (a render, a bake) and not poll; a closed connection (Blender quit or
     crashed) is detected sooner, at the next heartbeat."""
+    client_queue_messages: int = 64
+    """Messages libzmq queues for a client that is not reading; beyond that, previews and
+    heartbeats are dropped and results wait in the server's backlog (10 s of previews at 10/s
+    is plenty, and keeps a stalled Blender from costing gigabytes)."""
     device: str = "auto"
     """Compute device: auto (CUDA, then MPS, then CPU), cuda, cuda:N, mps or cpu."""
     model_preset: str = "none"

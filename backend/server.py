@@ -101,7 +101,7 @@ class Server:
         router.setsockopt(zmq.MAXMSGSIZE, MAX_IMAGE_BYTES + 2**20)
         # A client that stops reading queues at most this many messages in libzmq; beyond it,
         # previews are dropped and results wait in the server's own backlog.
-        router.setsockopt(zmq.SNDHWM, 64)
+        router.setsockopt(zmq.SNDHWM, self.config.client_queue_messages)
         try:
             if self.config.keys_dir is not None:
                 self._auth = enable_curve_server(self._ctx, router, self.config.keys_dir)
