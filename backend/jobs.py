@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from protocol import FAILURE_CODES, Cancelled, Failed, Generate, Mesh, Message
+from protocol.limits import MAX_NAME_CHARS, MAX_TEXT_CHARS
 
 from .context import JobCancelled, PipelineError, StageContext
 
@@ -151,7 +152,7 @@ class JobManager:
             return
         except JobCancelled:
             log.info("job %s cancelled during %s", job.job_id, ctx.stage)
-            outcome: Message = Cancelled(stage=ctx.stage[:64])
+            outcome: Message = Cancelled(stage=ctx.stage[:MAX_NAME_CHARS])
         except Exception as exc:  # any pipeline failure becomes a `failed` message
             log.exception("job %s failed during %s", job.job_id, ctx.stage)
             outcome = failure_for(exc, ctx.stage)
@@ -160,15 +161,17 @@ class JobManager:
 
 def failure_for(exc: BaseException, stage: str) -> Failed:
     """Turn a pipeline exception into the `failed` message the artist sees."""
-    stage = stage[:64]
+    # Cut to the wire limits: a failure report that cannot be encoded would leave the job unended.
+    stage = stage[:MAX_NAME_CHARS]
     if is_out_of_memory(exc):
-        return Failed(code="out_of_memory", stage=stage, message=f"Ran out of memory during {stage}: {exc}"[:4000],
+        return Failed(code="out_of_memory", stage=stage,
+                      message=f"Ran out of memory during {stage}: {exc}"[:MAX_TEXT_CHARS],
                       hint="Try the draft preset or a smaller texture size, close other programs using the "
                            "GPU, or start the backend with --device cpu.")
     if isinstance(exc, PipelineError):
         code = exc.code if exc.code in FAILURE_CODES else "pipeline_error"
-        return Failed(code=code, stage=stage, message=str(exc)[:4000], hint=exc.hint[:4000])
-    return Failed(code="pipeline_error", stage=stage, message=f"{type(exc).__name__}: {exc}"[:4000],
+        return Failed(code=code, stage=stage, message=str(exc)[:MAX_TEXT_CHARS], hint=exc.hint[:MAX_TEXT_CHARS])
+    return Failed(code="pipeline_error", stage=stage, message=f"{type(exc).__name__}: {exc}"[:MAX_TEXT_CHARS],
                   hint="This is a backend bug; the backend log has the full traceback. Please report it.")
 
 

@@ -36,7 +36,7 @@ from protocol import (
     peek_ids,
     PROTOCOL_VERSION,
 )
-from protocol.limits import MAX_IMAGE_BYTES, MAX_OPTIONS
+from protocol.limits import MAX_IMAGE_BYTES, MAX_OPTIONS, MAX_TEXT_CHARS
 
 from . import __version__
 from .config import MAX_JOBS_PER_CLIENT, ServerConfig
@@ -197,7 +197,7 @@ class Server:
         except ProtocolError as exc:
             msg_id, job_id = peek_ids(frames[1]) if len(frames) > 1 else (None, None)
             log.warning("rejected a message from client %s: %s", client.hex(), exc)
-            self._send_now(client, job_id, Failed(code=exc.code, message=str(exc)[:4000], in_reply_to=msg_id,
+            self._send_now(client, job_id, Failed(code=exc.code, message=str(exc)[:MAX_TEXT_CHARS], in_reply_to=msg_id,
                                                   hint=_PROTOCOL_HINTS.get(exc.code, "")))
             return
         message = envelope.message
@@ -298,17 +298,22 @@ class Server:
         state = self._clients.get(client)
         if state is None:
             return  # the client is gone; its jobs were cancelled
-        if state.backlog:
+        if state.backlog or self._router_send(client, frames) == "full":
             self._enqueue(client, state, frames, droppable)
-            return
+
+    def _router_send(self, client: bytes, frames: list[Any]) -> str:
+        """'sent'; 'full' when the client's queue is full (it is not reading fast enough); or
+        'gone' when it has disconnected, in which case its jobs are cancelled."""
         try:
             self._router.send_multipart([client, *frames], flags=zmq.NOBLOCK, copy=False)
-        except zmq.Again:  # the client's queue is full: it is not reading fast enough
-            self._enqueue(client, state, frames, droppable)
+        except zmq.Again:
+            return "full"
         except zmq.ZMQError as exc:
             if exc.errno != zmq.EHOSTUNREACH:
                 raise
             self._client_gone(client, "disconnected")
+            return "gone"
+        return "sent"
 
     def _enqueue(self, client: bytes, state: ClientState, frames: list[Any], droppable: str | None) -> None:
         if droppable:
@@ -320,16 +325,7 @@ class Server:
 
     def _flush_backlogs(self) -> None:
         for client, state in list(self._clients.items()):
-            while state.backlog:
-                try:
-                    self._router.send_multipart([client, *state.backlog[0]], flags=zmq.NOBLOCK, copy=False)
-                except zmq.Again:
-                    break
-                except zmq.ZMQError as exc:
-                    if exc.errno != zmq.EHOSTUNREACH:
-                        raise
-                    self._client_gone(client, "disconnected")
-                    break
+            while state.backlog and self._router_send(client, state.backlog[0]) == "sent":
                 state.backlog.popleft()
 
     def _heartbeat(self, now: float) -> None:

@@ -18,7 +18,8 @@ MAX_FRAMES = 2 + MAX_ARRAY_FRAMES
 
 MAX_ID_CHARS = 64
 MAX_PROMPT_CHARS = 2000
-MAX_TEXT_CHARS = 4000  # messages, hints, names
+MAX_TEXT_CHARS = 4000  # messages and hints
+MAX_NAME_CHARS = 64  # stage, preset and device names, versions
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
 MAX_OPTIONS = 64  # entries in a JSON-like dict (options, metadata), counted over all nesting levels
 MAX_NESTING = 4

@@ -26,6 +26,7 @@ from .limits import (
     MAX_IMAGE_BYTES,
     MAX_MESH_FACES,
     MAX_MESH_VERTICES,
+    MAX_NAME_CHARS,
     MAX_PREVIEW_SPLATS,
     MAX_PROMPT_CHARS,
     MAX_TEXTURE_SIDE,
@@ -75,12 +76,12 @@ class Welcome(Message):
 
     TYPE: ClassVar[str] = "welcome"
     protocol_version: int = integer(0)
-    backend_version: str = text(64)
-    device: str = text(64)
+    backend_version: str = text(MAX_NAME_CHARS)
+    device: str = text(MAX_NAME_CHARS)
     gpu_name: str | None = text(200)
     gpu_memory_mb: int | None = integer(0)
-    model_preset: str = text(64)
-    quality_presets: list[str] = text(64)
+    model_preset: str = text(MAX_NAME_CHARS)
+    quality_presets: list[str] = text(MAX_NAME_CHARS)
     heartbeat_interval_s: float
 
 
@@ -91,7 +92,7 @@ class Generate(Message):
     TYPE: ClassVar[str] = "generate"
     image: bytes = blob(MAX_IMAGE_BYTES)
     prompt: str = text(MAX_PROMPT_CHARS)
-    quality: str = text(64)
+    quality: str = text(MAX_NAME_CHARS)
     seed: int = integer(0, 2**32 - 1)
     options: Json = field(default_factory=dict)
 
@@ -113,7 +114,7 @@ class Accepted(Message):
 @dataclass(frozen=True, kw_only=True)
 class Progress(Message):
     TYPE: ClassVar[str] = "progress"
-    stage: str = text(64)
+    stage: str = text(MAX_NAME_CHARS)
     step: int = integer(0)
     total: int = integer(0)
     eta_s: float | None = None
@@ -196,8 +197,8 @@ class Failed(Message):
     code: str = text(32)
     message: str = text()
     hint: str = text(default="")
-    stage: str | None = text(64, default=None)
-    in_reply_to: str | None = text(64, default=None)
+    stage: str | None = text(MAX_NAME_CHARS, default=None)
+    in_reply_to: str | None = text(MAX_NAME_CHARS, default=None)
 
     def validate(self) -> None:
         if self.code not in FAILURE_CODES:
@@ -214,7 +215,7 @@ class Cancel(Message):
 @dataclass(frozen=True, kw_only=True)
 class Cancelled(Message):
     TYPE: ClassVar[str] = "cancelled"
-    stage: str | None = text(64, default=None)
+    stage: str | None = text(MAX_NAME_CHARS, default=None)
 
 
 @dataclass(frozen=True, kw_only=True)
