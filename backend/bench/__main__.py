@@ -1,4 +1,4 @@
-"""`python -m backend.bench {transport}`: one subcommand per benchmark module.
+"""`python -m backend.bench {transport,splat,...}`: one subcommand per benchmark module.
 
 A benchmark module provides `add_arguments(parser)` and `main(args) -> int`; adding one is a
 line in BENCHMARKS. Modules are imported only when their subcommand is chosen, so a heavy
@@ -14,6 +14,7 @@ import sys
 # subcommand -> (module, one-line help)
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "transport": ("backend.bench.transport", "protocol throughput over loopback, as a ratio to raw pyzmq"),
+    "splat": ("backend.bench.splat", "splat renderer speed: tiled torch vs naive untiled (and gsplat on CUDA)"),
 }
 
 
