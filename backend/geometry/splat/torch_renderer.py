@@ -5,7 +5,7 @@ It composites exactly like gsplat's CUDA kernel: Gaussians sorted front to back 
 skipped, and a pixel stops once its transmittance would fall to 1e−4. Autograd provides the
 backward pass, so gradients reach every parameter, including `means2d` for densification.
 
-Speed comes from doing every tile at once instead of looping: the (tile, Gaussian) pairs are
+Speed comes from a closed-form backward pass (`_Composite`) and from doing every tile at once: the (tile, Gaussian) pairs are
 sorted by tile then depth, tiles with similar pair counts are grouped, and each group is one
 padded [tiles, pixels, Gaussians] tensor program. Groups bound the memory.
 """
@@ -23,9 +23,61 @@ TILE_SIZE = 8
 ALPHA_MIN = 1.0 / 255.0
 ALPHA_MAX = 0.999
 TRANSMITTANCE_MIN = 1e-4
-# Upper bound on tile·pixel·Gaussian entries per group: ~12 float tensors of this size are alive
-# for the backward pass, so 2M entries keep a group near 100 MB.
+# Upper bound on tile·pixel·Gaussian entries per group: the backward pass holds ~15 float tensors
+# of this size at once, so 2M entries keep a group near 120 MB.
 GROUP_ENTRIES = 2_000_000
+
+
+def _fragment_weights(means2d: Tensor, conics: Tensor, opacities: Tensor, pixels: Tensor):
+    """Per (tile, pixel, Gaussian) compositing terms; see `_composite` for the shapes."""
+    delta = means2d[:, None, :, :] - pixels[:, :, None, :]  # [T, P, K, 2]
+    dx, dy = delta.unbind(-1)
+    a, b, c = conics[:, None].unbind(-1)
+    sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+    falloff = torch.exp(-sigma)
+    raw = opacities[:, None, :] * falloff
+    # Where α is clamped or skipped it does not depend on the inputs: zero gradient there.
+    differentiable = (sigma >= 0) & (raw >= ALPHA_MIN) & (raw <= ALPHA_MAX)
+    alpha = torch.where((sigma >= 0) & (raw >= ALPHA_MIN), raw.clamp_max(ALPHA_MAX), torch.zeros_like(raw))
+    transmit_after = torch.cumprod(1.0 - alpha, dim=-1)
+    transmit_before = torch.cat([torch.ones_like(alpha[..., :1]), transmit_after[..., :-1]], dim=-1)
+    contributes = transmit_after > TRANSMITTANCE_MIN  # the pixel stops before this Gaussian otherwise
+    weights = alpha * transmit_before * contributes
+    return dx, dy, falloff, alpha, differentiable, transmit_before, contributes, weights
+
+
+class _Composite(torch.autograd.Function):
+    """Front-to-back compositing with a hand-written backward pass.
+
+    Autograd through the ~20 elementwise steps kept every [T,P,K] intermediate alive and was
+    the renderer's bottleneck; here the forward pass saves only its inputs and the backward pass
+    recomputes the terms and applies the closed-form gradient of 3DGS compositing:
+    ∂L/∂αᵢ = cᵢ·Tᵢ·hᵢ − Σ_{j>i} wⱼhⱼ / (1 − αᵢ), with hᵢ = ∂L/∂wᵢ and cᵢ the "pixel still open" mask.
+    """
+
+    @staticmethod
+    def forward(ctx, means2d: Tensor, conics: Tensor, opacities: Tensor, features: Tensor, pixels: Tensor):
+        *_, weights = _fragment_weights(means2d, conics, opacities, pixels)
+        ctx.save_for_backward(means2d, conics, opacities, features, pixels)
+        return torch.bmm(weights, features), weights.sum(-1)
+
+    @staticmethod
+    def backward(ctx, grad_features: Tensor, grad_alpha: Tensor):
+        means2d, conics, opacities, features, pixels = ctx.saved_tensors
+        dx, dy, falloff, alpha, differentiable, before, contributes, weights = _fragment_weights(
+            means2d, conics, opacities, pixels)
+        grad_feats = torch.bmm(weights.transpose(1, 2), grad_features)  # [T, K, D]
+        h = torch.bmm(grad_features, features.transpose(1, 2)) + grad_alpha[..., None]  # ∂L/∂w [T, P, K]
+        wh = weights * h
+        behind = torch.flip(torch.cumsum(torch.flip(wh, [-1]), -1), [-1]) - wh  # Σ_{j>i} wⱼhⱼ
+        grad_alpha_i = (contributes * before * h - behind / (1.0 - alpha)) * differentiable
+        grad_sigma = -grad_alpha_i * alpha  # α = o·e^−σ
+        grad_opac = (grad_alpha_i * falloff).sum(1)
+        a, b, c = conics[:, None].unbind(-1)
+        grad_means2d = torch.stack([(grad_sigma * (a * dx + b * dy)).sum(1), (grad_sigma * (c * dy + b * dx)).sum(1)], -1)
+        grad_conics = torch.stack([(grad_sigma * 0.5 * dx * dx).sum(1), (grad_sigma * dx * dy).sum(1),
+                                   (grad_sigma * 0.5 * dy * dy).sum(1)], -1)
+        return grad_means2d, grad_conics, grad_opac, grad_feats, None
 
 
 def _composite(means2d: Tensor, conics: Tensor, opacities: Tensor, features: Tensor,
@@ -35,16 +87,7 @@ def _composite(means2d: Tensor, conics: Tensor, opacities: Tensor, features: Ten
     means2d [T,K,2], conics [T,K,3], opacities [T,K], features [T,K,D] (padding rows have zero
     opacity); pixels [T,P,2] pixel-centre coordinates. Returns features [T,P,D], alpha [T,P].
     """
-    delta = means2d[:, None, :, :] - pixels[:, :, None, :]  # [T, P, K, 2]
-    dx, dy = delta.unbind(-1)
-    a, b, c = conics[:, None].unbind(-1)
-    sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
-    alpha = torch.clamp_max(opacities[:, None, :] * torch.exp(-sigma), ALPHA_MAX)
-    alpha = torch.where((sigma >= 0) & (alpha >= ALPHA_MIN), alpha, torch.zeros_like(alpha))
-    transmit_after = torch.cumprod(1.0 - alpha, dim=-1)
-    transmit_before = torch.cat([torch.ones_like(alpha[..., :1]), transmit_after[..., :-1]], dim=-1)
-    weights = alpha * transmit_before * (transmit_after > TRANSMITTANCE_MIN)
-    return torch.bmm(weights, features), weights.sum(-1)
+    return _Composite.apply(means2d, conics, opacities, features, pixels)
 
 
 @torch.no_grad()
