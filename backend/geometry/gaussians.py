@@ -146,14 +146,17 @@ def from_points(points: Tensor, colors: Tensor, *, scales: Tensor | None = None,
         sh0=rgb_to_sh0(colors.float().clamp(0, 1))[:, None, :], sh_degree=sh_degree)
 
 
-def random_in_sphere(count: int, radius: float = 0.5, *, opacity: float = 0.1, sh_degree: int = 0,
-                     generator: torch.Generator | None = None) -> Gaussians:
-    """Uniformly distributed in a ball, grey (the DreamGaussian start for SDS)."""
+def random_in_sphere(count: int, radius: float = 0.5, *, opacity: float = 0.1, scale_factor: float = 1.0,
+                     sh_degree: int = 0, generator: torch.Generator | None = None) -> Gaussians:
+    """Uniformly distributed in a ball, grey (the DreamGaussian start for SDS). Scales are the
+    nearest-neighbour spacing times `scale_factor`; below 1 the start renders faster (smaller
+    footprints) and the optimisation grows what it needs."""
     if count <= 0:
         raise ValueError(f"need at least one Gaussian, got {count}")
     direction = nn.functional.normalize(torch.randn(count, 3, generator=generator), dim=-1)
-    r = radius * torch.rand(count, 1, generator=generator).pow(1.0 / 3.0)
-    return from_points(direction * r, torch.full((count, 3), 0.5), opacity=opacity, sh_degree=sh_degree)
+    points = direction * radius * torch.rand(count, 1, generator=generator).pow(1.0 / 3.0)
+    return from_points(points, torch.full((count, 3), 0.5), scales=_nearest_neighbour_scales(points) * scale_factor,
+                       opacity=opacity, sh_degree=sh_degree)
 
 
 def unproject_depth(depth: Tensor, camera: Cameras) -> Tensor:  # [H, W] → [H, W, 3]

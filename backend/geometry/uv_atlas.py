@@ -21,7 +21,7 @@ class UVMesh:
     faces: np.ndarray  # [F, 3] int64 into the V' vertices
     uvs: np.ndarray  # [V', 2] float32 in [0, 1]
     source_vertex: np.ndarray  # [V'] int64, index of each vertex in the input mesh
-    utilization: float  # fraction of the atlas covered by charts
+    utilization: float  # fraction of the square [0, 1]² UV space covered by charts
 
 
 def unwrap(vertices: np.ndarray, faces: np.ndarray, *, resolution: int = 1024, padding: int = 2) -> UVMesh:
@@ -39,5 +39,10 @@ def unwrap(vertices: np.ndarray, faces: np.ndarray, *, resolution: int = 1024, p
     atlas.generate(pack_options=pack)
     source, new_faces, uvs = atlas[0]
     source = source.astype(np.int64)
-    return UVMesh(vertices[source], new_faces.astype(np.int64), uvs.astype(np.float32), source,
-                  float(atlas.utilization))
+    # xatlas crops its atlas to the used, generally non-square area and normalises u and v by
+    # width and height separately; rescale both by the longer side so charts keep their shape
+    # on a square texture.
+    side = max(atlas.width, atlas.height)
+    uvs = uvs * np.array([atlas.width, atlas.height], np.float32) / side
+    utilization = float(atlas.utilization) * atlas.width * atlas.height / side**2
+    return UVMesh(vertices[source], new_faces.astype(np.int64), uvs.astype(np.float32), source, utilization)

@@ -43,7 +43,7 @@ def _nearest_triangles(uv: Tensor, z: Tensor, faces: Tensor, width: int, height:
     counts = torch.where(usable, nx * ny, torch.zeros_like(nx))
     tri_ids = torch.nonzero(counts, as_tuple=True)[0]
 
-    best_z = torch.full((height * width,), float("inf"), device=device)
+    best_z = torch.full((height * width,), float("inf"), device=device, dtype=uv.dtype)
     best_tri = torch.full((height * width,), -1, dtype=torch.long, device=device)
     cumulative = torch.cumsum(counts[tri_ids], 0)
     start = 0
