@@ -5,7 +5,7 @@ are continuous across UV seams and exactly defined in 3D:
 
 - `globe`:   a sphere with smooth latitude/longitude colour bands (convex, low frequency).
 - `torus`:   a tilted torus whose hue runs around the ring (non-convex: a see-through hole).
-- `checker`: a rotated cube with an 8-per-edge 3D checkerboard (fine texture detail, sharp edges).
+- `checker`: a rotated cube with an 8×8 checkerboard on every face (fine texture detail, sharp edges).
 
 `load_glb(path)` brings any textured GLB in, normalised to the same size.
 """
@@ -28,6 +28,7 @@ from backend.geometry.uv_atlas import unwrap
 
 OBJECT_RADIUS = 0.5  # every object is scaled to fit this ball (the orbit radius is 2)
 TEXTURE_SIZE = 512
+CHECKER_SQUARES = 8  # per cube edge: ~10-pixel squares at 256²
 
 
 def _hsv(h: Tensor, s: float, v: float) -> Tensor:
@@ -54,8 +55,10 @@ def _checker_colour(p: Tensor, period: float) -> Tensor:
     return torch.where(cells[:, None].bool(), light, dark)
 
 
-def _textured(mesh: trimesh.Trimesh, colour: Callable[[Tensor], Tensor], texture_size: int) -> TexturedMesh:
-    """Normalise to OBJECT_RADIUS, unwrap with xatlas, and paint texels from their 3D points."""
+def _textured(mesh: trimesh.Trimesh, colour: Callable[[Tensor], Tensor], texture_size: int,
+              pose: np.ndarray) -> TexturedMesh:
+    """Normalise to OBJECT_RADIUS, unwrap with xatlas, paint texels from their 3D points in the
+    object's own frame, then place the object with the rotation `pose` [4,4]."""
     mesh.apply_translation(-mesh.bounding_box.centroid)
     mesh.apply_scale(OBJECT_RADIUS / np.linalg.norm(mesh.vertices, axis=1).max())
     uv_mesh = unwrap(np.asarray(mesh.vertices, np.float32), np.asarray(mesh.faces, np.int64), resolution=texture_size)
@@ -66,7 +69,8 @@ def _textured(mesh: trimesh.Trimesh, colour: Callable[[Tensor], Tensor], texture
     points, _, inside = texel_surface(vertices, faces, uvs, normals, texture_size)
     texture = torch.zeros(texture_size, texture_size, 3)
     texture[inside] = colour(points[inside])
-    return TexturedMesh(vertices, faces, uvs, fill_from_nearest(texture, inside), normals)
+    rotation = torch.as_tensor(pose[:3, :3], dtype=torch.float32)
+    return TexturedMesh(vertices @ rotation.T, faces, uvs, fill_from_nearest(texture, inside), normals @ rotation.T)
 
 
 def _rotation(axis: tuple[float, float, float], degrees: float) -> np.ndarray:
@@ -76,14 +80,14 @@ def _rotation(axis: tuple[float, float, float], degrees: float) -> np.ndarray:
 def build_objects(texture_size: int = TEXTURE_SIZE) -> dict[str, TexturedMesh]:
     globe = trimesh.creation.icosphere(subdivisions=4)
     torus = trimesh.creation.torus(0.35, 0.13, major_sections=64, minor_sections=24)
-    torus.apply_transform(_rotation((1, 0, 0), 55) @ _rotation((0, 0, 1), 20))
     cube = trimesh.creation.box(extents=(1.0, 1.0, 1.0)).subdivide().subdivide()
-    cube.apply_transform(_rotation((0, 0, 1), 35) @ _rotation((1, 0, 0), 20))
-    edge = 1.0 * OBJECT_RADIUS / (math.sqrt(3) / 2)  # the cube's edge once normalised
+    edge = 2 * OBJECT_RADIUS / math.sqrt(3)  # the cube's edge once normalised
+    # Squares aligned with the cube's faces; the offset keeps cell borders off the cube's edges.
+    checker = lambda p: _checker_colour(p + edge / 2 + 1e-4, edge / CHECKER_SQUARES)  # noqa: E731
     return {
-        "globe": _textured(globe, _globe_colour, texture_size),
-        "torus": _textured(torus, _torus_colour, texture_size),
-        "checker": _textured(cube, lambda p: _checker_colour(p, edge / 8 * 1.0001), texture_size),
+        "globe": _textured(globe, _globe_colour, texture_size, np.eye(4)),
+        "torus": _textured(torus, _torus_colour, texture_size, _rotation((1, 0, 0), 55) @ _rotation((0, 0, 1), 20)),
+        "checker": _textured(cube, checker, texture_size, _rotation((0, 0, 1), 35) @ _rotation((1, 0, 0), 20)),
     }
 
 

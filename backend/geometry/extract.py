@@ -1,6 +1,6 @@
 """The mesh stage as one pure function: Gaussians → UV-textured mesh, with per-step timings.
 
-density grid → solid fill → marching cubes → clean-up → decimation → UV atlas → bake from many views.
+density grid → interior fill (space carving) → marching cubes → clean-up → decimation → UV atlas → bake from many views.
 Decimation comes before unwrapping because xatlas grows superlinearly with the face count.
 """
 
@@ -15,7 +15,8 @@ import torch
 from .bake import BakeConfig, bake_cameras, bake_texture
 from .cameras import Cameras
 from .gaussians import Gaussians
-from .isosurface import density_grid, extract_isosurface, solidify
+from .isosurface import density_grid, extract_isosurface, fill_interior
+from .splat import render_splats
 from .mesh_cleanup import clean_mesh, decimate, vertex_normals
 from .textured_mesh import TexturedMesh
 from .uv_atlas import unwrap
@@ -29,6 +30,8 @@ class MeshStageConfig:
     """Iso-level of the summed Gaussian density Σ oᵢ·exp(−½dᵀΣᵢ⁻¹d) taken as the surface."""
     min_opacity: float = 0.005
     """Nearly transparent Gaussians are left out of the density (they are floaters or dying)."""
+    carve_render_size: int = 128
+    """Resolution of the Gaussian renders that decide which grid cells are inside the object."""
     target_faces: int = 20_000
     """Decimation target before unwrapping."""
     bake: BakeConfig = field(default_factory=BakeConfig)
@@ -60,8 +63,14 @@ def extract_textured_mesh(gaussians: Gaussians, config: MeshStageConfig = MeshSt
             raise ValueError("no Gaussian is opaque enough to form a surface; the optimisation produced nothing")
         grid = density_grid(gaussians.means[keep].cpu(), gaussians.quats[keep].cpu(), gaussians.scales[keep].cpu(),
                             gaussians.opacities[keep].cpu(), resolution=config.grid_resolution)
-    grid = solidify(grid, config.level)
     lap("density grid")
+    # Carve the inside from low-resolution renders of the bake views (centred on the Gaussians).
+    centre = gaussians.means[keep].detach().mean(0).cpu()
+    carve_views = _centred(bake_cameras(config.bake_radius, size=config.carve_render_size), centre)
+    with torch.no_grad():
+        carve = render_splats(gaussians, carve_views, backend=splat_backend)
+    grid = fill_interior(grid, config.level, carve_views, carve.alpha[..., 0], carve.depth[..., 0])
+    lap("fill interior")
     vertices, faces = extract_isosurface(grid, config.level)
     lap("marching cubes")
     vertices, faces = clean_mesh(vertices, faces)
@@ -76,16 +85,15 @@ def extract_textured_mesh(gaussians: Gaussians, config: MeshStageConfig = MeshSt
     f = torch.as_tensor(np.asarray(uv_mesh.faces), dtype=torch.int64, device=device)
     uv = torch.as_tensor(np.asarray(uv_mesh.uvs), dtype=torch.float32, device=device)
     n = torch.as_tensor(np.asarray(normals), dtype=torch.float32, device=device)
-    # Orbit the bake views around the mesh's centre: world point p is seen as p − centre.
-    cameras = bake_cameras(config.bake_radius, size=config.bake.render_size)
-    cameras = Cameras(cameras.viewmats @ _translation(-v.mean(0).cpu()), cameras.Ks, cameras.width, cameras.height)
+    cameras = _centred(bake_cameras(config.bake_radius, size=config.bake.render_size), v.mean(0).cpu())
     baked = bake_texture(gaussians, v, f, uv, n, cameras, config.bake, splat_backend=splat_backend)
     lap("bake")
     coverage = (baked.coverage.sum() / baked.chart_mask.sum().clamp_min(1)).item()
     return ExtractedMesh(TexturedMesh(v, f, uv, baked.texture, n), coverage, timings)
 
 
-def _translation(offset: torch.Tensor) -> torch.Tensor:  # [3] → [4, 4] homogeneous translation by `offset`
-    m = torch.eye(4)
-    m[:3, 3] = offset
-    return m
+def _centred(cameras: Cameras, centre: torch.Tensor) -> Cameras:
+    """The same orbit around `centre` [3] instead of the origin (world point p is seen as p − centre)."""
+    shift = torch.eye(4)
+    shift[:3, 3] = -centre
+    return Cameras(cameras.viewmats @ shift, cameras.Ks, cameras.width, cameras.height)

@@ -159,6 +159,32 @@ def random_in_sphere(count: int, radius: float = 0.5, *, opacity: float = 0.1, s
                        opacity=opacity, sh_degree=sh_degree)
 
 
+def from_visual_hull(cameras: Cameras, masks: Tensor, count: int, *, extent: float = 1.0, resolution: int = 64,
+                     opacity: float = 0.1, scale_factor: float = 0.5, sh_degree: int = 0,
+                     generator: torch.Generator | None = None) -> Gaussians:
+    """Grey Gaussians on the surface of the visual hull of masks [C,H,W] seen from `cameras`,
+    carved on a `resolution`³ grid over [−extent, extent]³. With several views (the reference
+    plus multi-view pseudo-ground truth) this starts the optimisation near the real surface,
+    which keeps few-view fits from floating texture in front of it."""
+    from scipy import ndimage
+
+    from .isosurface import carve
+
+    axis = torch.linspace(-extent, extent, resolution)
+    cells = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
+    inside = carve(cells, cameras, masks.float()).reshape(resolution, resolution, resolution).numpy()
+    shell = inside & ~ndimage.binary_erosion(inside)
+    surface = cells[torch.from_numpy(shell.reshape(-1))]
+    if len(surface) == 0:
+        raise ValueError("the masks carve away everything: they do not agree on any common volume "
+                         "(check that the cameras match the masks)")
+    pick = torch.randint(len(surface), (count,), generator=generator)
+    cell = 2 * extent / (resolution - 1)
+    points = surface[pick] + (torch.rand(count, 3, generator=generator) - 0.5) * cell
+    return from_points(points, torch.full((count, 3), 0.5), scales=_nearest_neighbour_scales(points) * scale_factor,
+                       opacity=opacity, sh_degree=sh_degree)
+
+
 def unproject_depth(depth: Tensor, camera: Cameras) -> Tensor:  # [H, W] → [H, W, 3]
     """World positions of every pixel centre at camera-space depth `depth` (OpenCV z)."""
     if len(camera) != 1:

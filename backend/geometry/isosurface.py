@@ -14,7 +14,11 @@ import torch
 from skimage import measure
 from torch import Tensor
 
+from .cameras import Cameras, project_points
 from .splat.projection import quat_to_rotmat
+
+
+DEPTH_SLACK_CELLS = 3.0
 
 
 @dataclass
@@ -77,21 +81,51 @@ def density_grid(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor
     return DensityGrid(values, lo, hi)
 
 
-def solidify(grid: DensityGrid, level: float, *, closing_iterations: int = 2) -> DensityGrid:
-    """Fill the inside of the object so marching cubes sees a solid, not a shell.
+def carve(points: Tensor, cameras: Cameras, alpha: Tensor, depth: Tensor | None = None, *,
+          alpha_threshold: float = 0.5, margin: float = 0.0, chunk: int = 1 << 20) -> Tensor:
+    """Space carving: which points [P,3] are inside the object seen in alpha [C,H,W] (and, when
+    given, expected depth [C,H,W]) from `cameras`. A point is inside when every view that frames
+    it sees it within the silhouette and (with depth) no nearer than the surface minus `margin`.
+    Without depth this is the visual hull. Returns [P] bool."""
+    alpha = alpha.cpu()
+    depth = None if depth is None else depth.cpu()
+    cameras = cameras.to("cpu")
+    inside = torch.empty(len(points), dtype=torch.bool)
+    view = torch.arange(len(cameras))[:, None]
+    for start in range(0, len(points), chunk):
+        pixels, z = project_points(points[start:start + chunk].cpu().float(), cameras)  # [C, P, 2], [C, P]
+        cols, rows = pixels[..., 0].floor().long(), pixels[..., 1].floor().long()
+        in_frame = (cols >= 0) & (cols < cameras.width) & (rows >= 0) & (rows < cameras.height) & (z > 0)
+        r, c = rows.clamp(0, cameras.height - 1), cols.clamp(0, cameras.width - 1)
+        seen_inside = alpha[view, r, c] > alpha_threshold
+        if depth is not None:
+            seen_inside &= z >= depth[view, r, c] - margin
+        # A view that does not frame the point cannot carve it.
+        inside[start:start + chunk] = (seen_inside | ~in_frame).all(0) & in_frame.any(0)
+    return inside
 
-    Fitted Gaussians hug the surface: their density is a thin shell and marching cubes would
-    return an outer and an inner wall (joined wherever the shell has a pinhole). Cells that
-    cannot be reached from the grid's border without crossing the shell (after a morphological
-    closing that seals pinholes smaller than `closing_iterations` cells) are set above `level`;
-    the shell's own values stay, so the outer surface does not move."""
-    from scipy import ndimage
 
-    occupied = grid.values.cpu().numpy() > level
-    sealed = ndimage.binary_closing(occupied, iterations=closing_iterations, border_value=0) if closing_iterations else occupied
-    inside = ndimage.binary_fill_holes(sealed) & ~occupied
+def grid_points(grid: DensityGrid) -> Tensor:  # [R³, 3] cell positions in the values' memory order
+    res = grid.values.shape[0]
+    axes = [torch.linspace(float(grid.lo[i]), float(grid.hi[i]), res) for i in range(3)]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+
+
+def fill_interior(grid: DensityGrid, level: float, cameras: Cameras, alpha: Tensor, depth: Tensor) -> DensityGrid:
+    """Make the object solid so marching cubes returns its outer surface only.
+
+    Fitted Gaussians hug the surface: their density is a thin, leaky shell around a cavity with
+    stray blobs, and marching cubes would return every wall in it. Space carving against renders
+    of the Gaussians (alpha and expected depth [C,H,W] from `cameras`) decides what is inside;
+    inside cells are raised above `level`, and the shell's own values stay, so the surface keeps
+    the Gaussians' shape wherever they form one.
+    """
+    res = grid.values.shape[0]
+    # Expected depth averages in whatever shows through a thin spot of the front layer, so it can
+    # sit behind the true surface; a few cells of slack keep that from carving tunnels inwards.
+    inside = carve(grid_points(grid), cameras, alpha, depth, margin=DEPTH_SLACK_CELLS * float(grid.spacing.max()))
     values = grid.values.clone()
-    values[torch.from_numpy(inside)] = max(2.0 * level, float(grid.values.max()))
+    values[inside.reshape(res, res, res)] = max(2.0 * level, float(values.max()))
     return DensityGrid(values, grid.lo, grid.hi)
 
 

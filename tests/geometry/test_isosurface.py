@@ -4,7 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from backend.geometry.isosurface import DensityGrid, density_grid, extract_isosurface, solidify
+from backend.geometry import cameras as cm
+from backend.geometry import gaussians as gs
+from backend.geometry.bake import bake_cameras
+from backend.geometry.isosurface import DensityGrid, carve, density_grid, extract_isosurface, fill_interior
+from backend.geometry.splat import render_splats
 
 
 def _identity(n):
@@ -51,19 +55,32 @@ def test_far_gaussians_do_not_touch_other_blocks():
     assert grid.values.max() > 0.5
 
 
-def test_a_shell_of_gaussians_becomes_one_outward_surface():
+def test_a_hollow_shell_of_gaussians_becomes_one_outward_surface():
     torch.manual_seed(1)
     points = torch.nn.functional.normalize(torch.randn(3000, 3), dim=-1) * 0.5
-    grid = density_grid(points, _identity(3000), torch.full((3000, 3), 0.03), torch.full((3000,), 0.8),
-                        resolution=48)
-    solid = solidify(grid, 0.5)
+    shell = gs.from_points(points, torch.full((3000, 3), 0.5), scales=torch.full((3000,), 0.04), opacity=0.99)
+    grid = density_grid(shell.means.detach(), shell.quats.detach(), shell.scales.detach(),
+                        shell.opacities.detach(), resolution=48)
+    hollow_vertices, _ = extract_isosurface(grid, 0.5)
+    assert np.linalg.norm(hollow_vertices, axis=1).min() < 0.48  # marching cubes alone finds inner walls
+    views = bake_cameras(2.0, size=64)
+    with torch.no_grad():
+        renders = render_splats(shell, views, backend="torch")
+    solid = fill_interior(grid, 0.5, views, renders.alpha[..., 0], renders.depth[..., 0])
     vertices, faces = extract_isosurface(solid, 0.5)
-    radii = np.linalg.norm(vertices, axis=1)
-    assert radii.min() > 0.5  # only the outer wall: the inside is filled, no inner surface
+    assert np.linalg.norm(vertices, axis=1).min() > 0.48  # only the outer wall is left
     a, b, c = (vertices[faces[:, i]].astype(np.float64) for i in range(3))
     assert np.einsum("ij,ij->i", a, np.cross(b, c)).sum() > 0  # outward winding (positive volume)
-    hollow_vertices, _ = extract_isosurface(grid, 0.5)
-    assert np.linalg.norm(hollow_vertices, axis=1).min() < 0.5  # without the fill there is an inner wall
+
+
+def test_visual_hull_carving_of_a_sphere():
+    views = cm.orbit_cameras([0.0, 0.0, 0.0, 60.0, -60.0], [0.0, 90.0, 180.0, 45.0, 225.0], 2.0,
+                             width=64, height=64)
+    ball = gs.from_points(torch.zeros(1, 3), torch.ones(1, 3), scales=torch.tensor([0.15]), opacity=0.99)
+    with torch.no_grad():
+        masks = render_splats(ball, views, backend="torch").alpha[..., 0]
+    points = torch.tensor([[0.0, 0.0, 0.0], [0.1, 0.05, 0.0], [0.6, 0.0, 0.0], [0.0, 0.0, 0.7]])
+    assert carve(points, views, masks).tolist() == [True, True, False, False]
 
 
 def test_a_level_outside_the_data_says_what_to_do():
