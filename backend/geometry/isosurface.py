@@ -19,6 +19,7 @@ from .splat.projection import quat_to_rotmat
 
 
 DEPTH_SLACK_CELLS = 3.0
+OPAQUE_ALPHA = 0.95  # renders at least this opaque have a trustworthy expected depth
 
 
 @dataclass
@@ -85,7 +86,8 @@ def carve(points: Tensor, cameras: Cameras, alpha: Tensor, depth: Tensor | None 
           alpha_threshold: float = 0.5, margin: float = 0.0, chunk: int = 1 << 20) -> Tensor:
     """Space carving: which points [P,3] are inside the object seen in alpha [C,H,W] (and, when
     given, expected depth [C,H,W]) from `cameras`. A point is inside when every view that frames
-    it sees it within the silhouette and (with depth) no nearer than the surface minus `margin`.
+    it sees it within the silhouette and, where that view is opaque, no nearer than the rendered
+    surface minus `margin`.
     Without depth this is the visual hull. Returns [P] bool."""
     alpha = alpha.cpu()
     depth = None if depth is None else depth.cpu()
@@ -97,9 +99,12 @@ def carve(points: Tensor, cameras: Cameras, alpha: Tensor, depth: Tensor | None 
         cols, rows = pixels[..., 0].floor().long(), pixels[..., 1].floor().long()
         in_frame = (cols >= 0) & (cols < cameras.width) & (rows >= 0) & (rows < cameras.height) & (z > 0)
         r, c = rows.clamp(0, cameras.height - 1), cols.clamp(0, cameras.width - 1)
-        seen_inside = alpha[view, r, c] > alpha_threshold
+        a = alpha[view, r, c]
+        seen_inside = a > alpha_threshold
         if depth is not None:
-            seen_inside &= z >= depth[view, r, c] - margin
+            # Expected depth is only a surface where the render is opaque; through a
+            # semi-transparent render it averages front and back, so there only the silhouette counts.
+            seen_inside &= (z >= depth[view, r, c] - margin) | (a < OPAQUE_ALPHA)
         # A view that does not frame the point cannot carve it.
         inside[start:start + chunk] = (seen_inside | ~in_frame).all(0) & in_frame.any(0)
     return inside
