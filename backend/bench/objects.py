@@ -82,8 +82,11 @@ def build_objects(texture_size: int = TEXTURE_SIZE) -> dict[str, TexturedMesh]:
     torus = trimesh.creation.torus(0.35, 0.13, major_sections=64, minor_sections=24)
     cube = trimesh.creation.box(extents=(1.0, 1.0, 1.0)).subdivide().subdivide()
     edge = 2 * OBJECT_RADIUS / math.sqrt(3)  # the cube's edge once normalised
-    # Squares aligned with the cube's faces; the offset keeps cell borders off the cube's edges.
-    checker = lambda p: _checker_colour(p + edge / 2 + 1e-4, edge / CHECKER_SQUARES)  # noqa: E731
+
+    def checker(p: Tensor) -> Tensor:
+        # Squares aligned with the cube's faces; the offset keeps cell borders off the cube's edges.
+        return _checker_colour(p + edge / 2 + 1e-4, edge / CHECKER_SQUARES)
+
     return {
         "globe": _textured(globe, _globe_colour, texture_size, np.eye(4)),
         "torus": _textured(torus, _torus_colour, texture_size, _rotation((1, 0, 0), 55) @ _rotation((0, 0, 1), 20)),

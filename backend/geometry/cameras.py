@@ -181,11 +181,29 @@ def six_view_cameras(radius: float = DEFAULT_RADIUS, *, fovy_deg: float = ZERO12
 
 def relative_pose(reference: OrbitPose, target: OrbitPose) -> OrbitPose:
     """Target views relative to the reference view, as novel-view diffusion conditions on them:
-    Δelevation, Δazimuth wrapped to [−180, 180), Δradius. Encoding these into a model's camera
-    embedding is the model wrapper's job (`backend/models`)."""
+    Δelevation, Δazimuth wrapped to [−180, 180), Δradius (see `zero123_pose_encoding`)."""
     d_azimuth = torch.remainder(target.azimuth_deg - reference.azimuth_deg + 180.0, 360.0) - 180.0
     return OrbitPose(target.elevation_deg - reference.elevation_deg, d_azimuth,
                      target.radius - reference.radius)
+
+
+def zero123_pose_encoding(relative: OrbitPose) -> Tensor:  # → [C, 4]
+    """Zero123 / Zero123-XL camera conditioning: [Δpolar (rad), sin Δazimuth, cos Δazimuth, Δradius].
+
+    Zero123 measures the polar angle from the up axis, so a camera moving up has a negative
+    Δpolar: Δpolar = −Δelevation. Azimuth turns the same way as Lift3D's (towards the object's
+    side at +X), the convention DreamGaussian feeds the public diffusers weights."""
+    d_azimuth = torch.deg2rad(relative.azimuth_deg)
+    return torch.stack([torch.deg2rad(-relative.elevation_deg), torch.sin(d_azimuth), torch.cos(d_azimuth),
+                        relative.radius], dim=-1)
+
+
+def stable_zero123_pose_encoding(relative: OrbitPose, reference_elevation_deg: float) -> Tensor:  # → [C, 4]
+    """Stable Zero123's variant: the 4th entry is the reference view's absolute polar angle (rad)
+    instead of Δradius."""
+    encoding = zero123_pose_encoding(relative)
+    encoding[:, 3] = math.radians(90.0 - reference_elevation_deg)
+    return encoding
 
 
 def random_orbit_poses(count: int, *, elevation_range_deg: tuple[float, float] = (-30.0, 30.0),

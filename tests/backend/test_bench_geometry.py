@@ -50,3 +50,16 @@ def test_mesh_stage_benchmark_times_every_step():
     assert list(timings) == ["density grid", "fill interior", "marching cubes", "clean", "decimate", "uv atlas",
                              "bake"]
     assert total >= sum(timings.values()) * 0.99 and faces > 500 and coverage > 0.9
+
+
+def test_a_glb_comes_back_as_ground_truth(tmp_path):
+    from backend.bench.objects import load_glb
+    from backend.geometry.export import export_glb
+
+    truth = build_objects(texture_size=32)["torus"]
+    texture = (truth.texture.numpy() * 255).round().astype(np.uint8)
+    path = export_glb(tmp_path / "torus.glb", truth.vertices.numpy(), truth.faces.numpy(), truth.uvs.numpy(), texture)
+    loaded = load_glb(path, texture_size=32)
+    assert np.allclose(loaded.vertices.numpy(), truth.vertices.numpy(), atol=1e-5)  # back to Z-up, same size
+    assert np.allclose(loaded.uvs.numpy(), truth.uvs.numpy(), atol=1e-6)
+    assert np.abs(loaded.texture.numpy() - texture / 255.0).max() < 1e-6

@@ -130,3 +130,27 @@ def test_blender_camera_matches_blenders_own_projection(fit, size, shift):
     finally:
         bpy.data.objects.remove(obj)
         bpy.data.cameras.remove(data)
+
+
+def test_zero123_encoding_matches_polar_angles_measured_from_camera_positions():
+    """Independent check: polar and azimuth angles recomputed from the cameras' positions."""
+    ref = cm.OrbitPose(torch.tensor([10.0]), torch.tensor([0.0]), torch.tensor([2.0]))
+    tgt = cm.OrbitPose(torch.tensor([30.0, -20.0, 0.0]), torch.tensor([45.0, 200.0, -90.0]),
+                       torch.tensor([2.0, 2.5, 1.5]))
+    encoding = cm.zero123_pose_encoding(cm.relative_pose(ref, tgt))
+
+    def angles(pose):
+        c = cm.cameras_from_poses(pose).centers.double()
+        polar = torch.acos(c[:, 2] / c.norm(dim=-1))  # from the up axis
+        azimuth = torch.atan2(c[:, 0], -c[:, 1])  # from the front view towards +X
+        return polar, azimuth, c.norm(dim=-1)
+
+    ref_polar, ref_azimuth, ref_radius = angles(ref)
+    polar, azimuth, radius = angles(tgt)
+    assert torch.allclose(encoding[:, 0].double(), polar - ref_polar, atol=1e-5)
+    assert torch.allclose(encoding[:, 1].double(), torch.sin(azimuth - ref_azimuth), atol=1e-5)
+    assert torch.allclose(encoding[:, 2].double(), torch.cos(azimuth - ref_azimuth), atol=1e-5)
+    assert torch.allclose(encoding[:, 3].double(), radius - ref_radius, atol=1e-5)
+    stable = cm.stable_zero123_pose_encoding(cm.relative_pose(ref, tgt), 10.0)
+    assert torch.allclose(stable[:, :3], encoding[:, :3])
+    assert torch.allclose(stable[:, 3].double(), ref_polar.expand(3), atol=1e-5)
