@@ -1,8 +1,9 @@
 """Surface extraction from Gaussians: a density grid evaluated block by block, then marching cubes.
 
-The density is the opacity-weighted sum of the Gaussians, Σ oᵢ·exp(−½ dᵀΣᵢ⁻¹d). Each block of
-the grid only evaluates the Gaussians whose 3σ box reaches it, which turns an N×R³ sum into
-roughly N×(footprint) work.
+The density is the opacity-weighted sum of the Gaussians truncated at `sigma_cutoff` standard
+deviations, Σ oᵢ·exp(−½ dᵀΣᵢ⁻¹d)·[dᵀΣᵢ⁻¹d ≤ k²]. The truncation makes the field independent of
+how the grid is cut into blocks, so each block needs only the Gaussians whose cutoff box reaches
+it: an N×R³ sum becomes roughly N×(footprint) work.
 """
 
 from __future__ import annotations
@@ -20,6 +21,12 @@ from .splat.projection import quat_to_rotmat
 
 DEPTH_SLACK_CELLS = 3.0
 OPAQUE_ALPHA = 0.95  # renders at least this opaque have a trustworthy expected depth
+FIT_MARGIN = 0.05  # fitted bounds grow by this fraction of their half-size on every side
+
+# Memory bounds: (Gaussian, block) pairs listed at once, and floats in one block's [P, 3M] buffer.
+MAX_PAIRS = 1 << 22
+MAX_CHUNK_ELEMENTS = 1 << 22
+BOX_SLACK_CELLS = 1e-3
 
 
 @dataclass
@@ -33,90 +40,173 @@ class DensityGrid:
         return (self.hi - self.lo) / (self.values.shape[0] - 1)
 
 
-def _whitening(quats: Tensor, scales: Tensor) -> Tensor:  # → [N, 3, 3] maps offsets to unit-variance space
-    return quat_to_rotmat(quats).transpose(1, 2) / scales[:, :, None]
+def _check_gaussians(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor) -> None:
+    n = len(means)
+    if means.ndim != 2 or means.shape[1] != 3 or n == 0:
+        raise ValueError(f"need a non-empty [N, 3] set of Gaussian means, got {tuple(means.shape)}")
+    for name, tensor, shape in (("quats", quats, (n, 4)), ("scales", scales, (n, 3)),
+                                ("opacities", opacities, (n,))):
+        if tuple(tensor.shape) != shape:
+            raise ValueError(f"{name} must have shape {list(shape)} to match {n} means, "
+                             f"got {list(tensor.shape)}")
+    if not bool(torch.isfinite(means).all()):
+        raise ValueError("means contain NaN or infinity")
+    if not bool((scales > 0).all()) or not bool(torch.isfinite(scales).all()):
+        raise ValueError("scales must be activated (exp of the log-scales): finite and positive")
+
+
+def _fit_bounds(box_lo: Tensor, box_hi: Tensor) -> tuple[Tensor, Tensor]:
+    """A cube around every cutoff box: truncation makes the density exactly 0 outside them, so
+    the surface never touches the border (marching cubes would leave it open there)."""
+    lo, hi = box_lo.amin(0), box_hi.amax(0)
+    centre, half = (lo + hi) / 2, ((hi - lo) / 2).max() * (1 + FIT_MARGIN)
+    return centre - half, centre + half
+
+
+def _axes(lo: Tensor, hi: Tensor, resolution: int) -> list[Tensor]:  # 3 × [R] cell positions per axis
+    return [torch.linspace(float(lo[i]), float(hi[i]), resolution, device=lo.device) for i in range(3)]
+
+
+def _block_pairs(first: Tensor, last: Tensor, block: int, blocks_per_axis: int) -> tuple[Tensor, Tensor]:
+    """Every (Gaussian, block) pair whose cell ranges [first, last] ([M, 3] inclusive) overlap,
+    sorted by block id: → (block id [Q], Gaussian index [Q])."""
+    b0, b1 = first // block, last // block
+    extent = b1 - b0 + 1  # [M, 3] blocks touched per axis
+    count = extent.prod(1)
+    owner = torch.repeat_interleave(torch.arange(len(first), device=first.device), count)
+    local = torch.arange(len(owner), device=first.device) - (count.cumsum(0) - count)[owner]
+    ey, ez = extent[owner, 1], extent[owner, 2]
+    bz = b0[owner, 2] + local % ez
+    by = b0[owner, 1] + (local // ez) % ey
+    bx = b0[owner, 0] + local // (ez * ey)
+    block_id = (bx * blocks_per_axis + by) * blocks_per_axis + bz
+    order = torch.argsort(block_id, stable=True)
+    return block_id[order], owner[order]
+
+
+def _cell_ranges(box_lo: Tensor, box_hi: Tensor, lo: Tensor, spacing: Tensor, resolution: int
+                 ) -> tuple[Tensor, Tensor, Tensor]:
+    """Cells inside each box [N,3]–[N,3] → (indices [M] of the boxes that reach the grid, first
+    and last cell [M,3], inclusive). A hair of slack keeps rounding from dropping a cell that
+    the exact Mahalanobis test would keep."""
+    first = torch.ceil((box_lo - lo) / spacing - BOX_SLACK_CELLS).long()
+    last = torch.floor((box_hi - lo) / spacing + BOX_SLACK_CELLS).long()
+    reaches = ((first <= last) & (last >= 0) & (first < resolution)).all(1)
+    ids = reaches.nonzero(as_tuple=True)[0]
+    return ids, first[ids].clamp(0, resolution - 1), last[ids].clamp(0, resolution - 1)
+
+
+def _slices(pair_counts: Tensor) -> list[tuple[int, int]]:
+    """Consecutive slices of Gaussians with about MAX_PAIRS (Gaussian, block) pairs each, so that
+    a few huge Gaussians cannot exhaust memory."""
+    slice_of = (pair_counts.cumsum(0) - pair_counts) // MAX_PAIRS
+    ends = torch.unique_consecutive(slice_of, return_counts=True)[1].cumsum(0).tolist()
+    return list(zip([0, *ends[:-1]], ends))
+
+
+def _block_density(points: Tensor, means: Tensor, whiten: Tensor, opacities: Tensor,
+                   cutoff2: float) -> Tensor:
+    """Σ oᵢ·exp(−½|Wᵢ(p − μᵢ)|²) over Mahalanobis² ≤ cutoff2, for points [P,3] and Gaussians
+    means [M,3], whiten [M,3,3], opacities [M] → [P], a bounded number of Gaussians at a time."""
+    total = torch.zeros(len(points), device=points.device)
+    chunk = max(1, MAX_CHUNK_ELEMENTS // (3 * len(points)))
+    for c in range(0, len(means), chunk):
+        w = whiten[c:c + chunk]  # [M, 3, 3]
+        centre = (w @ means[c:c + chunk, :, None])[:, :, 0]  # [M, 3]
+        # W(p − μ) = Wp − Wμ for all points and Gaussians at once: one GEMM [P,3]×[3,3M].
+        white = torch.addmm(centre.reshape(1, -1), points, w.reshape(-1, 3).T, alpha=1, beta=-1)
+        dist2 = white.square_().reshape(len(points), len(w), 3).sum(-1)  # [P, M]
+        weight = dist2.masked_fill_(dist2 > cutoff2, float("inf")).mul_(-0.5).exp_()
+        total += weight @ opacities[c:c + chunk]
+    return total
 
 
 def density_grid(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, *, resolution: int = 128,
-                 bounds: tuple[Tensor, Tensor] | None = None, block: int = 16, sigma_cutoff: float = 3.0,
-                 chunk: int = 4096) -> DensityGrid:
-    """means [N,3], quats [N,4] wxyz, scales [N,3] and opacities [N] activated.
+                 bounds: tuple[Tensor, Tensor] | None = None, block: int = 8,
+                 sigma_cutoff: float = 3.0) -> DensityGrid:
+    """means [N,3], quats [N,4] wxyz, scales [N,3] and opacities [N] activated → density on a
+    resolution³ grid over `bounds` (lo [3], hi [3]; None: a cube fitted around the Gaussians).
 
-    `bounds` (lo [3], hi [3]) defaults to a cube around every Gaussian's cutoff box, so the
-    surface never touches the grid's border (marching cubes would leave it open)."""
-    if means.ndim != 2 or means.shape[1] != 3 or len(means) == 0:
-        raise ValueError(f"need a non-empty [N, 3] set of Gaussian means, got {tuple(means.shape)}")
-    if resolution < 2:
-        raise ValueError(f"grid resolution must be at least 2, got {resolution}")
+    Evaluated on the Gaussians' device, in float32, `block`³ cells at a time. The result does not
+    depend on `block` (except for float rounding right at the cutoff); 8 is the fastest on CPU
+    (4× faster than 16 at 128³ with 20k Gaussians: smaller blocks evaluate fewer far cells)."""
+    _check_gaussians(means, quats, scales, opacities)
+    if resolution < 2 or block < 1:
+        raise ValueError(f"need resolution ≥ 2 and block ≥ 1, got {resolution} and {block}")
+    if sigma_cutoff <= 0:
+        raise ValueError(f"sigma_cutoff must be positive, got {sigma_cutoff}")
+    device = means.device
     means, quats, scales, opacities = means.float(), quats.float(), scales.float(), opacities.float()
-    whiten = _whitening(quats, scales)
-    # Half-extent of each Gaussian's cutoff ellipsoid along the world axes: k·sqrt(diag Σ).
-    rot = quat_to_rotmat(quats)
+    rot = quat_to_rotmat(quats)  # [N, 3, 3], columns are the principal axes
+    whiten = rot.transpose(1, 2) / scales[:, :, None]  # [N, 3, 3]: offset d ↦ unit-variance coordinates
+    # Half-extent of each cutoff ellipsoid along the world axes: k·sqrt(diag Σ).
     reach = sigma_cutoff * ((rot * scales[:, None, :]) ** 2).sum(-1).sqrt()  # [N, 3]
     if bounds is None:
-        lo, hi = (means - reach).amin(0), (means + reach).amax(0)
-        centre, half = (lo + hi) / 2, ((hi - lo) / 2).max() * 1.05
-        lo, hi = centre - half, centre + half
+        lo, hi = _fit_bounds(means - reach, means + reach)
     else:
-        lo, hi = (torch.as_tensor(b, dtype=torch.float32) for b in bounds)
-    axes = [torch.linspace(float(lo[i]), float(hi[i]), resolution) for i in range(3)]
-    values = torch.zeros(resolution, resolution, resolution)
-    box_lo, box_hi = means - reach, means + reach
-    for i in range(0, resolution, block):
-        for j in range(0, resolution, block):
-            for k in range(0, resolution, block):
-                xs, ys, zs = axes[0][i:i + block], axes[1][j:j + block], axes[2][k:k + block]
-                block_lo = torch.stack([xs[0], ys[0], zs[0]])
-                block_hi = torch.stack([xs[-1], ys[-1], zs[-1]])
-                near = ((box_hi >= block_lo) & (box_lo <= block_hi)).all(-1).nonzero(as_tuple=True)[0]
-                if len(near) == 0:
-                    continue
-                points = torch.stack(torch.meshgrid(xs, ys, zs, indexing="ij"), -1).reshape(-1, 3)
-                total = torch.zeros(len(points))
-                for start in range(0, len(near), chunk):
-                    ids = near[start:start + chunk]
-                    offset = points[:, None, :] - means[ids][None]  # [P, M, 3]
-                    white = torch.einsum("mij,pmj->pmi", whiten[ids], offset)
-                    total += (opacities[ids] * torch.exp(-0.5 * white.square().sum(-1))).sum(-1)
-                values[i:i + block, j:j + block, k:k + block] = total.reshape(len(xs), len(ys), len(zs))
+        lo, hi = (torch.as_tensor(b, dtype=torch.float32, device=device).reshape(3) for b in bounds)
+        if not bool((hi > lo).all()):
+            raise ValueError(f"bounds must have hi > lo on every axis, got lo={lo.tolist()} hi={hi.tolist()}")
+    spacing = (hi - lo) / (resolution - 1)
+    axes = _axes(lo, hi, resolution)
+    values = torch.zeros(resolution, resolution, resolution, device=device)
+    ids, first, last = _cell_ranges(means - reach, means + reach, lo, spacing, resolution)
+    blocks_per_axis = -(-resolution // block)
+    for g0, g1 in _slices((last // block - first // block + 1).prod(1)):
+        block_ids, owners = _block_pairs(first[g0:g1], last[g0:g1], block, blocks_per_axis)
+        owners = ids[g0:g1][owners]
+        found, counts = torch.unique_consecutive(block_ids, return_counts=True)
+        for block_id, members in zip(found.tolist(), owners.split(counts.tolist())):
+            i = block_id // (blocks_per_axis * blocks_per_axis) * block
+            j = block_id // blocks_per_axis % blocks_per_axis * block
+            k = block_id % blocks_per_axis * block
+            xs, ys, zs = axes[0][i:i + block], axes[1][j:j + block], axes[2][k:k + block]
+            # Block-local coordinates keep float32 precise far from the origin.
+            origin = torch.stack([xs[0], ys[0], zs[0]])
+            points = torch.stack(torch.meshgrid(xs, ys, zs, indexing="ij"), -1).reshape(-1, 3) - origin
+            density = _block_density(points, means[members] - origin, whiten[members], opacities[members],
+                                     sigma_cutoff**2)
+            values[i:i + block, j:j + block, k:k + block] += density.reshape(len(xs), len(ys), len(zs))
     return DensityGrid(values, lo, hi)
 
 
 def carve(points: Tensor, cameras: Cameras, alpha: Tensor, depth: Tensor | None = None, *,
-          alpha_threshold: float = 0.5, margin: float = 0.0, chunk: int = 1 << 20) -> Tensor:
+          alpha_threshold: float = 0.5, margin: float = 0.0, chunk: int = 1 << 18) -> Tensor:
     """Space carving: which points [P,3] are inside the object seen in alpha [C,H,W] (and, when
     given, expected depth [C,H,W]) from `cameras`. A point is inside when every view that frames
     it sees it within the silhouette and, where that view is opaque, no nearer than the rendered
     surface minus `margin`.
     Without depth this is the visual hull. Returns [P] bool."""
-    alpha = alpha.cpu()
-    depth = None if depth is None else depth.cpu()
     cameras = cameras.to("cpu")
+    width, height = cameras.width, cameras.height
+    # Gathers through one flat index are several times faster than alpha[view, row, col].
+    flat_alpha = alpha.cpu().float().reshape(-1)
+    flat_depth = None if depth is None else depth.cpu().float().reshape(-1)
+    view_offset = (torch.arange(len(cameras)) * (width * height))[:, None]  # [C, 1]
     inside = torch.empty(len(points), dtype=torch.bool)
-    view = torch.arange(len(cameras))[:, None]
     for start in range(0, len(points), chunk):
         pixels, z = project_points(points[start:start + chunk].cpu().float(), cameras)  # [C, P, 2], [C, P]
-        cols, rows = pixels[..., 0].floor().long(), pixels[..., 1].floor().long()
-        in_frame = (cols >= 0) & (cols < cameras.width) & (rows >= 0) & (rows < cameras.height) & (z > 0)
-        r, c = rows.clamp(0, cameras.height - 1), cols.clamp(0, cameras.width - 1)
-        a = alpha[view, r, c]
+        cols, rows = pixels[..., 0].floor_(), pixels[..., 1].floor_()
+        in_frame = (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height) & (z > 0)
+        index = (rows.clamp_(0, height - 1) * width + cols.clamp_(0, width - 1)).long() + view_offset
+        a = flat_alpha[index]
         seen_inside = a > alpha_threshold
-        if depth is not None:
+        if flat_depth is not None:
             # Expected depth is only a surface where the render is opaque; through a
             # semi-transparent render it averages front and back, so there only the silhouette counts.
-            seen_inside &= (z >= depth[view, r, c] - margin) | (a < OPAQUE_ALPHA)
+            seen_inside &= (z >= flat_depth[index] - margin) | (a < OPAQUE_ALPHA)
         # A view that does not frame the point cannot carve it.
         inside[start:start + chunk] = (seen_inside | ~in_frame).all(0) & in_frame.any(0)
     return inside
 
 
 def grid_points(grid: DensityGrid) -> Tensor:  # [R³, 3] cell positions in the values' memory order
-    res = grid.values.shape[0]
-    axes = [torch.linspace(float(grid.lo[i]), float(grid.hi[i]), res) for i in range(3)]
+    axes = _axes(grid.lo, grid.hi, grid.values.shape[0])
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
 
 
-def fill_interior(grid: DensityGrid, level: float, cameras: Cameras, alpha: Tensor, depth: Tensor) -> DensityGrid:
+def fill_interior(grid: DensityGrid, level: float, cameras: Cameras, alpha: Tensor,
+                  depth: Tensor) -> DensityGrid:
     """Make the object solid so marching cubes returns its outer surface only.
 
     Fitted Gaussians hug the surface: their density is a thin, leaky shell around a cavity with
@@ -128,29 +218,34 @@ def fill_interior(grid: DensityGrid, level: float, cameras: Cameras, alpha: Tens
     res = grid.values.shape[0]
     # Expected depth averages in whatever shows through a thin spot of the front layer, so it can
     # sit behind the true surface; a few cells of slack keep that from carving tunnels inwards.
-    inside = carve(grid_points(grid), cameras, alpha, depth, margin=DEPTH_SLACK_CELLS * float(grid.spacing.max()))
+    inside = carve(grid_points(grid).cpu(), cameras, alpha, depth,
+                   margin=DEPTH_SLACK_CELLS * float(grid.spacing.max()))
     values = grid.values.clone()
-    values[inside.reshape(res, res, res)] = max(2.0 * level, float(values.max()))
+    values[inside.reshape(res, res, res).to(values.device)] = max(2.0 * level, float(values.max()))
     return DensityGrid(values, grid.lo, grid.hi)
 
 
 def extract_isosurface(grid: DensityGrid, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """Marching cubes at `level` → vertices [V,3] float32 (world) and faces [F,3] int64 whose
-    normals point out of the dense region."""
-    values = grid.values.cpu().numpy()
-    top = float(values.max())
-    if not values.min() < level < top:
-        raise ValueError(f"no surface at density level {level}: the grid spans [{values.min():.3g}, {top:.3g}]; "
-                         f"{'lower the level' if level >= top else 'raise the level'}")
+    """Marching cubes at `level` → vertices [V,3] float32 (world) and faces [F,3] int64 wound
+    counter-clockwise seen from outside the dense region (normals point out)."""
+    values = grid.values.detach().cpu().numpy().astype(np.float32, copy=False)
+    low, top = float(values.min()), float(values.max())
+    if top <= 0:
+        raise ValueError("the density grid is empty: no Gaussian reaches the grid's bounds")
+    if not low < level < top:
+        hint = f"lower the level (e.g. {top / 2:.3g})" if level >= top else "raise the level"
+        raise ValueError(f"no surface at density level {level}: the grid spans [{low:.3g}, {top:.3g}]; "
+                         f"{hint}")
     spacing = tuple(float(s) for s in grid.spacing)
-    vertices, faces, _, _ = measure.marching_cubes(values, level=level, spacing=spacing)
-    vertices = (vertices + grid.lo.cpu().numpy()).astype(np.float32)
+    # Index (i, j, k) ↦ lo + (i, j, k)·spacing: `spacing` scales, adding lo moves to the world.
+    vertices, faces, normals, _ = measure.marching_cubes(values, level=level, spacing=spacing)
+    vertices = (vertices + grid.lo.detach().cpu().numpy()).astype(np.float32)
     faces = faces.astype(np.int64)
-    if _signed_volume(vertices, faces) < 0:  # make the winding point outwards
-        faces = faces[:, ::-1].copy()
+    # skimage's gradient normals point down the density, i.e. out of the object, but (0.26) its
+    # triangles wind the other way. Orient by agreement with those normals, which holds for open
+    # surfaces too (a global signed volume would not).
+    a, b, c = (vertices[faces[:, i]] for i in range(3))
+    agreement = np.einsum("ij,ij->", np.cross(b - a, c - a), normals[faces].sum(1))
+    if agreement < 0:
+        faces = np.ascontiguousarray(faces[:, ::-1])
     return vertices, faces
-
-
-def _signed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
-    a, b, c = (vertices[faces[:, i]].astype(np.float64) for i in range(3))
-    return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0)

@@ -3,12 +3,16 @@ import math
 import numpy as np
 import pytest
 import torch
+import trimesh
 
 from backend.geometry import cameras as cm
 from backend.geometry import gaussians as gs
+from backend.geometry import isosurface
 from backend.geometry.bake import bake_cameras
 from backend.geometry.isosurface import DensityGrid, carve, density_grid, extract_isosurface, fill_interior
+from backend.geometry.mesh_cleanup import clean_mesh, signed_volume
 from backend.geometry.splat import render_splats
+from backend.geometry.splat.projection import covariances
 
 
 def _identity(n):
@@ -17,42 +21,118 @@ def _identity(n):
     return q
 
 
-def test_single_gaussian_gives_the_analytic_sphere():
-    scale, opacity, level = 0.2, 0.9, 0.3
-    grid = density_grid(torch.zeros(1, 3), _identity(1), torch.full((1, 3), scale), torch.tensor([opacity]),
-                        resolution=64)
+def _random_gaussians(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(n, 3, generator=g) - 0.5, torch.randn(n, 4, generator=g),
+            torch.rand(n, 3, generator=g) * 0.08 + 0.02, torch.rand(n, generator=g))
+
+
+def _brute_force(grid, means, quats, scales, opacities, cutoff=math.inf):
+    """Σ oᵢ·exp(−½ dᵀΣᵢ⁻¹d) over every cell and every Gaussian, in float64."""
+    res = grid.values.shape[0]
+    axes = [torch.linspace(float(grid.lo[i]), float(grid.hi[i]), res, dtype=torch.float64) for i in range(3)]
+    points = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+    precision = torch.linalg.inv(covariances(quats, scales).double())
+    d = points[:, None] - means.double()[None]
+    m2 = torch.einsum("pni,nij,pnj->pn", d, precision, d)
+    weight = torch.where(m2 <= cutoff**2, torch.exp(-0.5 * m2), torch.zeros_like(m2))
+    return (weight * opacities.double()).sum(-1).reshape(res, res, res)
+
+
+def _face_normals(vertices, faces):
+    a, b, c = (vertices[faces[:, i]] for i in range(3))
+    return np.cross(b - a, c - a)
+
+
+def _shell(n, radius=0.5, seed=1):
+    """Surfel-like Gaussians spread over a sphere: the shape of a stage-1 result."""
+    g = torch.Generator().manual_seed(seed)
+    points = torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=-1) * radius
+    spacing = math.sqrt(4 * math.pi * radius**2 / n)
+    scales = torch.tensor([1.5, 1.5, 0.5]) * spacing * (0.8 + 0.4 * torch.rand(n, 3, generator=g))
+    return points, torch.randn(n, 4, generator=g), scales, 0.6 + 0.4 * torch.rand(n, generator=g)
+
+
+@pytest.mark.parametrize("scale,opacity,level,centre", [(0.2, 0.9, 0.3, (0.0, 0.0, 0.0)),
+                                                        (0.15, 1.0, 0.6, (0.3, -0.2, 0.1))])
+def test_single_gaussian_gives_the_analytic_sphere(scale, opacity, level, centre):
+    grid = density_grid(torch.tensor([centre]), _identity(1), torch.full((1, 3), scale),
+                        torch.tensor([opacity]), resolution=64)
     vertices, faces = extract_isosurface(grid, level)
     expected = scale * math.sqrt(2 * math.log(opacity / level))  # o·exp(−r²/2s²) = level
-    radii = np.linalg.norm(vertices, axis=1)
+    radii = np.linalg.norm(vertices - np.array(centre), axis=1)
     voxel = float(grid.spacing[0])
-    assert abs(radii.mean() - expected) < 0.25 * voxel
-    assert radii.std() < 0.25 * voxel
+    assert abs(radii.mean() - expected) < 0.02 * voxel
+    assert radii.std() < 0.02 * voxel
+    assert signed_volume(vertices, faces) == pytest.approx(4 / 3 * math.pi * expected**3, rel=0.01)
+
+
+def test_world_mapping_with_a_different_spacing_per_axis():
+    # An ellipsoid off the origin in a box of unequal sides: vertex i maps to lo + i·spacing per axis.
+    centre = torch.tensor([[0.4, -1.0, 2.0]])
+    scales = torch.tensor([[0.2, 0.1, 0.3]])
+    grid = density_grid(centre, _identity(1), scales, torch.ones(1), resolution=48,
+                        bounds=(torch.tensor([-0.5, -1.5, 0.5]), torch.tensor([1.5, -0.5, 3.5])))
+    assert len(set(grid.spacing.tolist())) == 3
+    vertices, _ = extract_isosurface(grid, 0.5)
+    radius = math.sqrt(2 * math.log(2.0))
+    assert np.allclose((vertices.max(0) + vertices.min(0)) / 2, centre[0].numpy(), atol=1e-3)
+    assert np.allclose((vertices.max(0) - vertices.min(0)) / 2, scales[0].numpy() * radius, rtol=0.02)
 
 
 def test_block_wise_grid_equals_brute_force():
-    torch.manual_seed(0)
-    n = 40
-    means = torch.rand(n, 3) - 0.5
-    quats = torch.randn(n, 4)
-    scales = torch.rand(n, 3) * 0.08 + 0.02
-    opac = torch.rand(n)
+    means, quats, scales, opac = _random_gaussians(40, seed=0)
     grid = density_grid(means, quats, scales, opac, resolution=20, block=8, sigma_cutoff=10.0)
-    axes = [torch.linspace(float(grid.lo[i]), float(grid.hi[i]), 20) for i in range(3)]
-    points = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
-    from backend.geometry.splat.projection import covariances
+    assert torch.allclose(grid.values.double(), _brute_force(grid, means, quats, scales, opac), atol=1e-5)
 
-    precision = torch.linalg.inv(covariances(quats, scales))
-    d = points[:, None] - means[None]
-    brute = (opac * torch.exp(-0.5 * torch.einsum("pni,nij,pnj->pn", d, precision, d))).sum(-1)
-    assert torch.allclose(grid.values.reshape(-1), brute, atol=1e-5)
+
+@pytest.mark.parametrize("block", [3, 8, 32])
+def test_the_truncated_field_does_not_depend_on_the_blocks(block):
+    means, quats, scales, opac = _random_gaussians(60, seed=2)
+    grid = density_grid(means, quats, scales, opac, resolution=24, block=block)
+    truth = _brute_force(grid, means, quats, scales, opac, cutoff=3.0)
+    assert torch.allclose(grid.values.double(), truth, atol=1e-5)
+
+
+def test_memory_bounds_do_not_change_the_field(monkeypatch):
+    means, quats, scales, opac = _random_gaussians(60, seed=4)
+    reference = density_grid(means, quats, scales, opac, resolution=24).values
+    # Tiny budgets: many slices of Gaussians, and one Gaussian at a time inside each block.
+    monkeypatch.setattr(isosurface, "MAX_PAIRS", 7)
+    monkeypatch.setattr(isosurface, "MAX_CHUNK_ELEMENTS", 1)
+    bounded = density_grid(means, quats, scales, opac, resolution=24).values
+    assert torch.allclose(bounded, reference, atol=1e-6)
 
 
 def test_far_gaussians_do_not_touch_other_blocks():
-    means = torch.tensor([[-0.8, -0.8, -0.8], [0.8, 0.8, 0.8]])
-    grid = density_grid(means, _identity(2), torch.full((2, 3), 0.02), torch.ones(2), resolution=32,
+    means = torch.tensor([[-0.8, -0.8, -0.8], [0.8, 0.8, 0.8], [5.0, 0.0, 0.0]])  # the last is off the grid
+    grid = density_grid(means, _identity(3), torch.full((3, 3), 0.02), torch.ones(3), resolution=32,
                         bounds=(torch.full((3,), -1.0), torch.full((3,), 1.0)), block=8)
-    assert grid.values[12:20, 12:20, 12:20].abs().max() == 0  # the centre is beyond 3σ of both
+    assert grid.values[4:28, 4:28, 4:28].abs().max() == 0  # beyond 3σ of both Gaussians on the grid
     assert grid.values.max() > 0.5
+
+
+def test_many_gaussians_on_a_sphere_give_a_closed_outward_surface():
+    means, quats, scales, opac = _shell(3000)
+    grid = density_grid(means, quats, scales, opac, resolution=64)
+    vertices, faces = clean_mesh(*extract_isosurface(grid, 0.5))
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    assert mesh.is_watertight and mesh.euler_number == 2
+    radii = np.linalg.norm(vertices, axis=1)
+    assert radii.min() > 0.5 and radii.max() - radii.min() < 0.08  # the outer wall of the shell, round
+    assert signed_volume(vertices, faces) > 0  # normals point out
+    centroids = vertices[faces].mean(1)
+    normals = _face_normals(vertices, faces)
+    assert (np.einsum("ij,ij->i", normals, centroids) > 0).mean() > 0.95
+
+
+def test_an_open_surface_still_faces_out_of_the_dense_region():
+    # The blob is cut by the grid's bounds, so the surface is open and has no enclosed volume.
+    grid = density_grid(torch.zeros(1, 3), _identity(1), torch.full((1, 3), 0.3), torch.ones(1),
+                        resolution=32, bounds=(torch.tensor([0.05, -1.0, -1.0]), torch.ones(3)))
+    vertices, faces = extract_isosurface(grid, 0.5)
+    normals = _face_normals(vertices, faces)
+    assert (np.einsum("ij,ij->i", normals, vertices[faces].mean(1)) > 0).all()
 
 
 def test_a_hollow_shell_of_gaussians_becomes_one_outward_surface():
@@ -69,8 +149,7 @@ def test_a_hollow_shell_of_gaussians_becomes_one_outward_surface():
     solid = fill_interior(grid, 0.5, views, renders.alpha[..., 0], renders.depth[..., 0])
     vertices, faces = extract_isosurface(solid, 0.5)
     assert np.linalg.norm(vertices, axis=1).min() > 0.48  # only the outer wall is left
-    a, b, c = (vertices[faces[:, i]].astype(np.float64) for i in range(3))
-    assert np.einsum("ij,ij->i", a, np.cross(b, c)).sum() > 0  # outward winding (positive volume)
+    assert signed_volume(vertices, faces) > 0
 
 
 def test_visual_hull_carving_of_a_sphere():
@@ -84,8 +163,22 @@ def test_visual_hull_carving_of_a_sphere():
 
 
 def test_a_level_outside_the_data_says_what_to_do():
-    grid = DensityGrid(torch.rand(8, 8, 8) * 0.4, torch.zeros(3), torch.ones(3))
+    grid = DensityGrid(torch.rand(8, 8, 8) * 0.4 + 0.1, torch.zeros(3), torch.ones(3))
     with pytest.raises(ValueError, match="lower the level"):
         extract_isosurface(grid, 0.9)
+    with pytest.raises(ValueError, match="raise the level"):
+        extract_isosurface(grid, 0.05)
+    with pytest.raises(ValueError, match="empty"):
+        extract_isosurface(DensityGrid(torch.zeros(8, 8, 8), torch.zeros(3), torch.ones(3)), 0.5)
+
+
+def test_bad_gaussians_are_refused():
+    means, quats, scales, opac = _random_gaussians(4, seed=3)
     with pytest.raises(ValueError, match="non-empty"):
         density_grid(torch.zeros(0, 3), _identity(0), torch.zeros(0, 3), torch.zeros(0))
+    with pytest.raises(ValueError, match="quats"):
+        density_grid(means, quats[:, :3], scales, opac)
+    with pytest.raises(ValueError, match="activated"):
+        density_grid(means, quats, torch.log(scales), opac)
+    with pytest.raises(ValueError, match="hi > lo"):
+        density_grid(means, quats, scales, opac, bounds=(torch.ones(3), torch.zeros(3)))
