@@ -1,4 +1,4 @@
-"""Command line: `python -m backend {serve,ping,keys}`."""
+"""Command line: `python -m backend {serve,ping,run,models,keys}`."""
 
 from __future__ import annotations
 
@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="the main job: start a local backend and talk to it")
     run.add_argument("--connect", help="use the backend at this address instead of starting one")
 
+    models = sub.add_parser("models", help="list, download and verify the pretrained models")
+    _add_models_arguments(models)
+
     keys = sub.add_parser("keys", help="manage CURVE keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     gen = keys_sub.add_parser("generate", help="create server keys and client key pairs")
@@ -44,8 +47,20 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--client", action="append", help="client name (repeatable; default: 'client' on first use)")
 
     args = parser.parse_args(argv)
-    handlers = {"serve": _serve, "ping": _ping, "run": _run, "keys": _keys}
+    handlers = {"serve": _serve, "ping": _ping, "run": _run, "keys": _keys, "models": _models}
     return handlers[args.command](args)
+
+
+def _add_models_arguments(parser: argparse.ArgumentParser) -> None:
+    from .models.commands import add_arguments
+
+    add_arguments(parser)
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .models.commands import run
+
+    return run(args)
 
 
 def _serve(args: argparse.Namespace) -> int:

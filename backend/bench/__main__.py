@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "transport": ("backend.bench.transport", "protocol throughput over loopback, as a ratio to raw pyzmq"),
     "splat": ("backend.bench.splat", "splat renderer speed: tiled torch vs naive untiled (and gsplat on CUDA)"),
     "mesh-stage": ("backend.bench.mesh_stage", "mesh stage speed: density grid to baked texture, step by step"),
+    "models": ("backend.bench.models", "tiny preset build/load times; per-call cost of the full-size architectures"),
     "reconstruct": ("backend.bench.reconstruct", "fit Gaussians to known objects, extract meshes, score held-out views"),
 }
 
