@@ -1,11 +1,24 @@
 import importlib.util
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
 # Tests never download anything.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Tiny models are built once per checkout (shared by in-process tests and the backends they start);
+# results are cached per test session only, so a stale entry can never hide a bug.
+_ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("LIFT3D_TINY_MODELS", str(_ROOT / ".cache" / "tiny-models"))
+_RESULTS = tempfile.mkdtemp(prefix="lift3d-test-results-")
+os.environ["LIFT3D_CACHE"] = _RESULTS
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_RESULTS, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):

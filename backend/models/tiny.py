@@ -78,6 +78,9 @@ def ensure_tiny(spec: ModelSpec, root: Path) -> tuple[Path, bool]:
     if _marker_ok(folder, spec):
         return folder, False
     folder.parent.mkdir(parents=True, exist_ok=True)
+    from .registry import _quiet_hub_libraries
+
+    _quiet_hub_libraries()
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         _builder(spec.role)(staging)

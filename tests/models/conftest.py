@@ -1,12 +1,14 @@
 import pytest
 
 from backend.models.registry import ModelRegistry, ModelSettings
+from backend.models.tiny import tiny_root
 
 
 @pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory):
-    """One tiny-model folder for the whole test session: each model is built on first use."""
-    return tmp_path_factory.mktemp("tiny-models")
+def tiny_dir():
+    """The checkout's tiny-model folder (tests/conftest.py points LIFT3D_TINY_MODELS at it): each
+    model is built on first use and reused by later sessions and by the backends tests start."""
+    return tiny_root()
 
 
 @pytest.fixture(scope="session")
