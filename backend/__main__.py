@@ -25,6 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--keys", type=Path, help="CURVE key folder from `keys generate`: encrypt and authenticate")
     serve.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without --keys")
     serve.add_argument("--device", default="auto", help="auto, cpu, mps, cuda or cuda:N")
+    serve.add_argument("--models", default="auto", choices=("auto", "full", "tiny"),
+                       help="model preset: full (real weights), tiny (random weights: checks the wiring only), "
+                            "auto (full when cached or downloadable; default)")
+    serve.add_argument("--cache-dir", type=Path, help="result cache folder (default: LIFT3D_CACHE or "
+                                                      "~/.cache/lift3d/results)")
+    serve.add_argument("--no-preload", action="store_true", help="load models at the first job, not at startup")
     serve.add_argument("--max-queued", type=int, default=4, help="jobs that may wait behind the running one (0-1024)")
     serve.add_argument("-v", "--verbose", action="store_true")
 
@@ -34,8 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     ping.add_argument("--client", default="client", help="client key name inside --keys")
     ping.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for an answer")
 
-    run = sub.add_parser("run", help="the main job: start a local backend and talk to it")
-    run.add_argument("--connect", help="use the backend at this address instead of starting one")
+    run = sub.add_parser("run", help="the main job: generate from a sample photo through a local backend")
+    _add_run_arguments(run)
+
+    generate = sub.add_parser("generate", help="one image-to-3D generation in this process (no server)")
+    _add_generate_arguments(generate)
 
     models = sub.add_parser("models", help="list, download and verify the pretrained models")
     _add_models_arguments(models)
@@ -47,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--client", action="append", help="client name (repeatable; default: 'client' on first use)")
 
     args = parser.parse_args(argv)
-    handlers = {"serve": _serve, "ping": _ping, "run": _run, "keys": _keys, "models": _models}
+    handlers = {"serve": _serve, "ping": _ping, "run": _run, "keys": _keys, "models": _models,
+                "generate": _generate}
     return handlers[args.command](args)
 
 
@@ -57,6 +67,18 @@ def _add_models_arguments(parser: argparse.ArgumentParser) -> None:
     add_arguments(parser)
 
 
+def _add_generate_arguments(parser: argparse.ArgumentParser) -> None:
+    from .generate import add_arguments
+
+    add_arguments(parser)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from .generate import main
+
+    return main(args)
+
+
 def _models(args: argparse.Namespace) -> int:
     from .models.commands import run
 
@@ -64,21 +86,30 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from .cache import ResultCache
     from .config import ServerConfig
-    from .pipeline import run_pipeline
+    from .models.hub import ModelUnavailableError
+    from .models.registry import TINY_NOTICE, ModelRegistry, ModelSettings
+    from .pipeline import GenerationPipeline
     from .security import SecurityError
     from .server import Server
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        registry = ModelRegistry(ModelSettings(preset=args.models, device=args.device))
+        pipeline = GenerationPipeline(registry, ResultCache(args.cache_dir))
         config = ServerConfig(bind=args.bind, keys_dir=args.keys, insecure=args.insecure, device=args.device,
-                              max_queued=args.max_queued)
-        server = Server(config, run_pipeline)
+                              max_queued=args.max_queued, model_preset=registry.preset)
+        server = Server(config, pipeline)
         endpoint = server.bind()
-    except (SecurityError, OSError, ValueError) as exc:
+    except (SecurityError, OSError, ValueError, ModelUnavailableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if registry.is_tiny:
+        print(f"NOTICE: {TINY_NOTICE}", flush=True)
+    if not args.no_preload:
+        threading.Thread(target=pipeline.preload, name="lift3d-preload", daemon=True).start()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -88,22 +119,16 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
-    from .local import LocalBackend
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    from .run_sample import add_arguments
 
-    if args.connect:
-        return _print_welcome(args.connect, None, 5.0)
-    print("Starting a local Lift3D backend ...", flush=True)
-    try:
-        with LocalBackend() as backend:
-            print(f"  log: {backend.log_path}")
-            rc = _print_welcome(backend.endpoint, None, 10.0)
-    except (RuntimeError, TimeoutError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print("Handshake OK. Image-to-3D generation arrives with the pipeline; for now this checks the wiring "
-          "between a client and a locally started backend.")
-    return rc
+    add_arguments(parser)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .run_sample import main
+
+    return main(args)
 
 
 def _ping(args: argparse.Namespace) -> int:

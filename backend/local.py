@@ -27,9 +27,10 @@ class LocalBackend:
     """
 
     def __init__(self, bind: str | None = None, extra_args: tuple[str, ...] = (), keys_dir: Path | None = None,
-                 startup_timeout_s: float = 60.0, log_path: Path | None = None) -> None:
+                 startup_timeout_s: float = 60.0, log_path: Path | None = None, models: str = "auto") -> None:
         self.endpoint = bind or free_tcp_endpoint()
         self.keys_dir = keys_dir
+        extra_args = ("--models", models, *extra_args)
         self.extra_args = (*extra_args, "--keys", str(keys_dir)) if keys_dir else extra_args
         self.startup_timeout_s = startup_timeout_s
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="lift3d-backend-", suffix=".log")[1])

@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "splat": ("backend.bench.splat", "splat renderer speed: tiled torch vs naive untiled (and gsplat on CUDA)"),
     "mesh-stage": ("backend.bench.mesh_stage", "mesh stage speed: density grid to baked texture, step by step"),
     "models": ("backend.bench.models", "tiny preset build/load times; per-call cost of the full-size architectures"),
+    "oracle": ("backend.bench.oracle", "the whole two-stage pipeline on known objects, ground truth in place of the models"),
     "reconstruct": ("backend.bench.reconstruct", "fit Gaussians to known objects, extract meshes, score held-out views"),
 }
 

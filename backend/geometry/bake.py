@@ -11,6 +11,7 @@ sampling never bleed background across seams.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,8 +81,10 @@ def _sample_pixels(image: Tensor, pixels: Tensor) -> Tensor:
 
 @torch.no_grad()
 def bake_texture(gaussians: Gaussians, vertices: Tensor, faces: Tensor, uvs: Tensor, normals: Tensor,
-                 cameras: Cameras, config: BakeConfig = BakeConfig(), *, splat_backend: str = "auto") -> BakedTexture:
-    """vertices [V,3], faces [F,3], uvs [V,2] (origin bottom-left), normals [V,3] outward."""
+                 cameras: Cameras, config: BakeConfig = BakeConfig(), *, splat_backend: str = "auto",
+                 check: Callable[[], None] | None = None) -> BakedTexture:
+    """vertices [V,3], faces [F,3], uvs [V,2] (origin bottom-left), normals [V,3] outward.
+    `check()` runs before each batch of views (raise from it to cancel)."""
     device = gaussians.device
     vertices, normals, uvs = vertices.float().to(device), normals.float().to(device), uvs.float().to(device)
     faces = faces.long().to(device)
@@ -93,6 +96,8 @@ def bake_texture(gaussians: Gaussians, vertices: Tensor, faces: Tensor, uvs: Ten
 
     cameras = cameras.to(device)
     for start in range(0, len(cameras), config.views_per_batch):
+        if check is not None:
+            check()
         views = cameras[start:start + config.views_per_batch]
         splats = render_splats(gaussians, views, backgrounds=torch.zeros(3, device=device), backend=splat_backend)
         colours = (splats.rgb / splats.alpha.clamp_min(1e-4)).clamp(0, 1)  # un-premultiplied

@@ -7,6 +7,7 @@ Decimation comes before unwrapping because xatlas grows superlinearly with the f
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,7 +48,11 @@ class ExtractedMesh:
 
 
 def extract_textured_mesh(gaussians: Gaussians, config: MeshStageConfig = MeshStageConfig(), *,
-                          splat_backend: str = "auto") -> ExtractedMesh:
+                          splat_backend: str = "auto",
+                          on_step: Callable[[str], None] | None = None,
+                          check: Callable[[], None] | None = None) -> ExtractedMesh:
+    """`on_step(name)` runs after each step (progress), `check()` also inside the long ones; raise
+    from either to cancel."""
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -56,6 +61,8 @@ def extract_textured_mesh(gaussians: Gaussians, config: MeshStageConfig = MeshSt
         now = time.perf_counter()
         timings[name] = now - clock
         clock = now
+        if on_step is not None:
+            on_step(name)
 
     with torch.no_grad():
         keep = gaussians.opacities > config.min_opacity
@@ -86,7 +93,7 @@ def extract_textured_mesh(gaussians: Gaussians, config: MeshStageConfig = MeshSt
     uv = torch.as_tensor(np.asarray(uv_mesh.uvs), dtype=torch.float32, device=device)
     n = torch.as_tensor(np.asarray(normals), dtype=torch.float32, device=device)
     cameras = _centred(bake_cameras(config.bake_radius, size=config.bake.render_size), v.mean(0).cpu())
-    baked = bake_texture(gaussians, v, f, uv, n, cameras, config.bake, splat_backend=splat_backend)
+    baked = bake_texture(gaussians, v, f, uv, n, cameras, config.bake, splat_backend=splat_backend, check=check)
     lap("bake")
     coverage = (baked.coverage.sum() / baked.chart_mask.sum().clamp_min(1)).item()
     return ExtractedMesh(TexturedMesh(v, f, uv, baked.texture, n), coverage, timings)

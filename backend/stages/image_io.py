@@ -24,7 +24,7 @@ FORMATS = ("PNG", "JPEG", "WEBP")
 
 class ImageError(PipelineError):
     def __init__(self, message: str, hint: str) -> None:
-        super().__init__(message, hint=hint, code="bad_input")
+        super().__init__(message, hint=hint, code="invalid_request")
 
 
 @dataclass(frozen=True)

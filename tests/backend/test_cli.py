@@ -30,7 +30,7 @@ def test_ping_without_a_backend_fails_clearly():
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_serve_answers_ping_and_shuts_down_cleanly_on_signals(sig):
-    backend = LocalBackend()
+    backend = LocalBackend(models="tiny", extra_args=("--no-preload",))
     backend.start()
     try:
         result = backend_cli("ping", "--connect", backend.endpoint)
@@ -46,14 +46,14 @@ def test_serve_answers_ping_and_shuts_down_cleanly_on_signals(sig):
 
 
 def test_serve_refuses_a_public_bind_without_keys():
-    result = backend_cli("serve", "--bind", "tcp://0.0.0.0:5999")
+    result = backend_cli("serve", "--models", "tiny", "--bind", "tcp://0.0.0.0:5999")
     assert result.returncode == 2
     assert "refusing to bind" in result.stderr and "--keys" in result.stderr
 
 
 def test_serve_reports_an_address_in_use():
-    with LocalBackend() as first:
-        result = backend_cli("serve", "--bind", first.endpoint)
+    with LocalBackend(models="tiny", extra_args=("--no-preload",)) as first:
+        result = backend_cli("serve", "--models", "tiny", "--bind", first.endpoint)
     assert result.returncode == 2
     assert "cannot bind" in result.stderr and "already running" in result.stderr
 
@@ -64,7 +64,7 @@ def test_keys_generate_then_encrypted_ping(tmp_path):
     assert result.returncode == 0, result.stderr
     assert (keys / "clients" / "client.key_secret").is_file()
     assert (keys / "authorized_clients" / "client.key").is_file()
-    with LocalBackend(keys_dir=keys) as backend:
+    with LocalBackend(keys_dir=keys, models="tiny", extra_args=("--no-preload",)) as backend:
         encrypted = backend_cli("ping", "--connect", backend.endpoint, "--keys", str(keys))
         plain = backend_cli("ping", "--connect", backend.endpoint, "--timeout", "1")
     assert encrypted.returncode == 0, encrypted.stderr
@@ -72,8 +72,19 @@ def test_keys_generate_then_encrypted_ping(tmp_path):
     assert plain.returncode == 1 and "pass the same key folder" in plain.stderr
 
 
-def test_run_command_starts_a_backend_and_completes_the_handshake():
-    result = backend_cli("run", timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert "Handshake OK" in result.stdout
-    assert "device            cpu" in result.stdout
+def test_run_command_generates_the_sample_through_a_local_backend(tmp_path):
+    """The README's main command on a machine without weights: tiny preset, loudly labelled."""
+    out = tmp_path / "sample"
+    result = backend_cli("run", "--out", str(out), timeout=600)
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "TINY preset" in result.stdout and "only checks the wiring" in result.stdout
+    for stage in ("preprocess", "pseudo views", "geometry", "mesh", "texture"):
+        assert f"] {stage}" in result.stdout
+    assert "untextured mesh" in result.stdout and "Done in" in result.stdout
+    for name in ("model.glb", "turntable.png", "report.json"):
+        assert (out / name).is_file() and str((out / name).resolve()) in result.stdout
+    import json
+
+    report = json.loads((out / "report.json").read_text())
+    assert report["tiny"] is True and report["preset"] == "draft" and report["faces"] > 100
+    assert report["metadata"]["models"] == "tiny"

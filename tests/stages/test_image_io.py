@@ -67,7 +67,7 @@ def test_greyscale_palette_and_cmyk():
 def test_garbage_is_rejected_with_a_hint(data, words):
     with pytest.raises(ImageError, match=words) as error:
         decode_image(data)
-    assert error.value.hint and error.value.code == "bad_input"
+    assert error.value.hint and error.value.code == "invalid_request"
 
 
 def test_unsupported_format():

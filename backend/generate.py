@@ -1,0 +1,151 @@
+"""`python -m backend generate IMAGE --prompt TEXT --out DIR`: one generation, in this process,
+with a progress bar; writes model.glb, splats.ply, turntable.png and report.json."""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import threading
+import time
+from pathlib import Path
+
+EXIT_BAD_INPUT, EXIT_FAILED, EXIT_CANCELLED = 2, 1, 130
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image", type=Path, help="PNG, JPEG or WebP image of the object")
+    parser.add_argument("--prompt", default="", help="what the object is (empty: a caption is generated)")
+    parser.add_argument("--preset", default="standard", choices=("draft", "standard", "high"), help="quality preset")
+    parser.add_argument("--models", default="auto", choices=("auto", "full", "tiny"), help="model preset")
+    parser.add_argument("--device", default="auto", help="auto, cpu, mps, cuda or cuda:N")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                        help="pipeline option, e.g. faces=20000, texture_size=1024, segmentation=false (repeatable)")
+    parser.add_argument("--cache-dir", type=Path, help="result cache folder")
+
+
+def parse_options(pairs: list[str]) -> dict:
+    import json
+
+    options = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--option needs NAME=VALUE, got {pair!r}")
+        try:
+            options[name] = json.loads(value)
+        except json.JSONDecodeError:
+            options[name] = value
+    return options
+
+
+class _ProgressBar:
+    """One tqdm bar per stage, fed by the pipeline's progress messages."""
+
+    def __init__(self) -> None:
+        from tqdm import tqdm
+
+        self._tqdm, self._bar, self._stage = tqdm, None, None
+
+    def __call__(self, message) -> None:
+        from protocol import Progress
+
+        if not isinstance(message, Progress):
+            return
+        if message.stage != self._stage or self._bar is None:
+            self.close()
+            self._stage = message.stage
+            self._bar = self._tqdm(total=max(message.total, 1), desc=f"{message.stage:>12s}", unit="step",
+                                   file=sys.stderr, leave=True, dynamic_ncols=True)
+        self._bar.total = max(message.total, 1)
+        self._bar.n = min(message.step, self._bar.total)
+        if message.message:
+            self._bar.set_postfix_str(message.message[:60], refresh=False)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def _peak_memory() -> dict[str, float]:
+    import torch
+
+    peak = {"cpu_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if torch.cuda.is_available():
+        peak["cuda_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return peak
+
+
+def main(args: argparse.Namespace) -> int:
+    from protocol import Generate, ProtocolError
+
+    from .cache import ResultCache
+    from .context import JobCancelled, PipelineError, StageContext
+    from .models.hub import ModelUnavailableError
+    from .models.registry import TINY_NOTICE, ModelRegistry, ModelSettings
+    from .outputs import write_outputs
+    from .pipeline import GenerationPipeline, config_from_request
+    from .stages.image_io import decode_image
+
+    def fail(code: int, text: str, hint: str = "") -> int:
+        print(f"error: {text}" + (f"\n  hint: {hint}" if hint else ""), file=sys.stderr)
+        return code
+
+    # Everything that can be checked before loading models is checked first.
+    try:
+        data = args.image.read_bytes()
+    except FileNotFoundError:
+        return fail(EXIT_BAD_INPUT, f"{args.image}: no such file")
+    except OSError as exc:
+        return fail(EXIT_BAD_INPUT, f"cannot read {args.image}: {exc.strerror or exc}")
+    try:
+        decode_image(data)
+        options = parse_options(args.option)
+        config_from_request(args.preset, options)
+        request = Generate(image=data, prompt=args.prompt, quality=args.preset, seed=args.seed, options=options)
+    except PipelineError as exc:
+        return fail(EXIT_BAD_INPUT, f"{args.image}: {exc}", exc.hint)
+    except (ValueError, ProtocolError) as exc:
+        return fail(EXIT_BAD_INPUT, str(exc))
+    if args.out.exists() and not args.out.is_dir():
+        return fail(EXIT_BAD_INPUT, f"--out {args.out} exists and is not a folder")
+    try:
+        registry = ModelRegistry(ModelSettings(preset=args.models, device=args.device))
+    except (ModelUnavailableError, ValueError) as exc:
+        return fail(EXIT_FAILED, str(exc))
+    if registry.is_tiny:
+        print(f"NOTICE: {TINY_NOTICE}", file=sys.stderr)
+    pipeline = GenerationPipeline(registry, ResultCache(args.cache_dir))
+    bar = _ProgressBar()
+    cancel = threading.Event()
+    ctx = StageContext(bar, cancel)
+    started = time.perf_counter()
+    try:
+        final = pipeline(request, ctx)
+    except KeyboardInterrupt:
+        bar.close()
+        return fail(EXIT_CANCELLED, "cancelled; nothing was written")
+    except JobCancelled:
+        bar.close()
+        return fail(EXIT_CANCELLED, "cancelled; nothing was written")
+    except PipelineError as exc:
+        bar.close()
+        code = EXIT_BAD_INPUT if exc.code == "invalid_request" else EXIT_FAILED
+        return fail(code, f"{ctx.stage}: {exc}", exc.hint)
+    bar.close()
+    report = pipeline.last_report.to_dict()
+    report.update(image=str(args.image), seed=args.seed, preset=args.preset, models=registry.preset,
+                  tiny=registry.is_tiny, device=str(registry.device), total_s=time.perf_counter() - started,
+                  peak_memory=_peak_memory(), faces=int(len(final.faces)), vertices=int(len(final.vertices)))
+    mesh = {"vertices": final.vertices, "faces": final.faces, "uvs": final.uvs, "normals": final.normals,
+            "texture": final.texture}
+    label = f"TINY PRESET: random weights, wiring check only" if registry.is_tiny else ""
+    written = write_outputs(args.out, mesh=mesh, report=report, gaussians=pipeline.last_gaussians, label=label)
+    print(f"done in {report['total_s']:.1f} s: " + ", ".join(str(p) for p in written.values()))
+    if registry.is_tiny:
+        print(f"NOTICE: {TINY_NOTICE}")
+    return 0

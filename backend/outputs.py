@@ -1,0 +1,71 @@
+"""Writing a generation's results to a folder: model.glb, splats.ply, turntable.png, report.json.
+
+Files are written into a hidden staging folder next to the destination and moved into place
+only when all of them exist, so a failed or cancelled run leaves nothing partial behind.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from .geometry.cameras import orbit_cameras
+from .geometry.export import export_glb
+from .geometry.textured_mesh import TexturedMesh, render_mesh
+
+TURNTABLE_AZIMUTHS = tuple(range(0, 360, 45))
+
+
+def turntable(mesh: dict[str, np.ndarray], *, size: int = 256, elevation_deg: float = 15.0,
+              label: str = "") -> np.ndarray:
+    """Eight views of the textured mesh around its vertical axis in a 4 × 2 sheet → uint8
+    [2·size (+ label strip), 4·size, 3]."""
+    textured = TexturedMesh(torch.from_numpy(mesh["vertices"]).float(),
+                            torch.from_numpy(mesh["faces"].astype(np.int64)),
+                            torch.from_numpy(mesh["uvs"]).float(),
+                            torch.from_numpy(mesh["texture"][..., :3].astype(np.float32) / 255.0))
+    cameras = orbit_cameras([elevation_deg] * len(TURNTABLE_AZIMUTHS), list(map(float, TURNTABLE_AZIMUTHS)), 2.0,
+                            fovy_deg=49.1, width=size, height=size)
+    with torch.no_grad():
+        rgb = render_mesh(textured, cameras, backgrounds=torch.ones(3)).rgb  # [8, S, S, 3]
+    tiles = (rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
+    sheet = np.concatenate([np.concatenate(list(tiles[r * 4:(r + 1) * 4]), axis=1) for r in range(2)], axis=0)
+    if label:
+        strip = Image.new("RGB", (sheet.shape[1], 24), (200, 30, 30))
+        ImageDraw.Draw(strip).text((8, 6), label, fill=(255, 255, 255))
+        sheet = np.concatenate([np.asarray(strip), sheet], axis=0)
+    return sheet
+
+
+def write_outputs(destination: Path, *, mesh: dict[str, np.ndarray], report: dict[str, Any],
+                  gaussians=None, label: str = "") -> dict[str, Path]:
+    """Write everything into `destination` (created; existing files of the same names replaced)
+    → the paths written."""
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+    try:
+        texture = mesh["texture"]
+        export_glb(staging / "model.glb", mesh["vertices"], mesh["faces"], mesh["uvs"], texture, mesh.get("normals"))
+        if gaussians is not None:
+            from .geometry.gaussians import save_ply
+
+            save_ply(gaussians, staging / "splats.ply")
+        Image.fromarray(turntable(mesh, label=label)).save(staging / "turntable.png")
+        (staging / "report.json").write_text(json.dumps(report, indent=2, default=str))
+        destination.mkdir(exist_ok=True)
+        written = {}
+        for file in sorted(staging.iterdir()):
+            target = destination / file.name
+            file.replace(target)
+            written[file.stem] = target
+        return written
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

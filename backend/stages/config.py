@@ -1,0 +1,141 @@
+"""Typed configuration of the generation pipeline and its quality presets.
+
+Defaults follow DreamGaussian's image-to-3D budget (500 geometry steps, 50 texture steps) plus
+the additions of Lift3D's plan: multi-view pseudo-ground-truth, monocular-depth supervision and
+CLIP semantic consistency. Presets are `replace()`d instances of the default, never copies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+from ..geometry.extract import MeshStageConfig
+from ..geometry.optimize import DensifyConfig, OptimConfig
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    size: int = 512
+    """Side of the square, recentred reference image."""
+    border_ratio: float = 0.2
+    """Empty margin around the object, as a fraction of the side (Zero123's object framing)."""
+    segmentation: bool = True
+    """Segment the object the prompt names (CLIPSeg + SAM). Off: use the image's alpha, or key
+    out a plain background colour."""
+    caption_empty_prompt: bool = True
+    """Caption the image (BLIP) when the prompt is empty, so the texture stage has a text."""
+
+
+# DreamGaussian's densification mapped onto gsplat's DefaultStrategy (see the project notes):
+# screen-space gradient threshold 0.01, prune below opacity 0.01, refine every 100 steps from 100.
+STAGE1_OPTIM = OptimConfig(densify=DensifyConfig(grow_grad2d=0.01, grow_scale3d=0.01, prune_opa=0.01,
+                                                 prune_scale3d=0.1, refine_start=100, refine_every=100,
+                                                 refine_stop=10_000, reset_every=10_000))
+
+
+@dataclass(frozen=True)
+class GeometryConfig:
+    steps: int = 500
+    initial_gaussians: int = 5000
+    """Random initial Gaussians inside a ball of radius `initial_radius`."""
+    initial_radius: float = 0.5
+    render_sizes: tuple[int, int, int] = (128, 256, 512)
+    """Progressive render resolution: the first until 30 % of the steps, the second until 60 %."""
+    reference_elevation_deg: float = 0.0
+    """Elevation of the input camera (negative-up photos: about 20–30)."""
+    camera_radius: float = 2.0
+    fovy_deg: float = 49.1
+    novel_elevation_range_deg: tuple[float, float] = (-30.0, 30.0)
+
+    rgb_weight: float = 10_000.0
+    """Reference view: weight of MSE(render, image) (DreamGaussian: 10⁴)."""
+    mask_weight: float = 1_000.0
+    """Reference view: weight of MSE(alpha, mask) (DreamGaussian: 10³)."""
+    reference_warmup: bool = True
+    """Ramp the reference losses with step/steps, so SDS shapes the object before the reference
+    view fixes its appearance."""
+
+    sds_weight: float = 1.0
+    """Score distillation from the novel-view model (0 turns it off)."""
+    guidance_scale: float = 5.0
+    t_range: tuple[float, float] = (0.02, 0.98)
+    anneal_timesteps: bool = True
+
+    multiview_weight: float = 1_000.0
+    """MSE to the six pseudo-ground-truth views (0 turns it off)."""
+    multiview_samples: int = 50
+    """Denoising steps used to generate the pseudo views (once per job)."""
+    multiview_generator: str = "zero123"
+    """zero123 (any preset) or zero123++ (full preset, non-commercial weights)."""
+
+    depth_weight: float = 10.0
+    """1 − Pearson(rendered depth, monocular depth) on the reference and pseudo views (0: off)."""
+
+    optim: OptimConfig = field(default_factory=lambda: STAGE1_OPTIM)
+    preview_splats: int = 50_000
+    """At most this many splats per live preview (the most opaque ones)."""
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"geometry steps must be at least 1, got {self.steps}")
+        if any(s % 8 for s in self.render_sizes):
+            raise ValueError(f"render sizes must be multiples of 8, got {self.render_sizes}")
+
+
+@dataclass(frozen=True)
+class TextureConfig:
+    steps: int = 50
+    """Texture refinement steps (0: keep the baked texture)."""
+    learning_rate: float = 0.2
+    """Adam on the texture logits (DreamGaussian: 0.2)."""
+    render_size: int = 512
+    refine_every: int = 1
+    """Denoise a fresh view every this many steps (views are reused in between)."""
+    strength: tuple[float, float] = (0.2, 0.05)
+    """SDEdit strength of the novel-view refinement at the first and last step (diffusers
+    convention: 1 = pure noise; DreamGaussian's 0.8 → 0.95 in its inverted convention)."""
+    denoise_steps: int = 50
+    """Length of the DDIM schedule the strength is a fraction of."""
+    guidance_scale: float = 5.0
+    prompt_refine_weight: float = 0.5
+    """Weight of the prompt-driven SD img2img target against the image-driven Zero123 one (used
+    only when there is a prompt; 0 turns it off)."""
+    prompt_strength: float = 0.3
+    prompt_steps: int = 20
+    reference_weight: float = 1.0
+    """MSE to the input image at the reference view."""
+    clip_weight: float = 0.1
+    """1 − cos(CLIP(render), CLIP(reference)) and, with a prompt, 1 − cos(CLIP(render), CLIP(text))."""
+    fixer: bool = False
+    """A final single-step SD-Turbo pass over the refined views (Difix3D+-style; non-commercial weights)."""
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    geometry: GeometryConfig = field(default_factory=GeometryConfig)
+    mesh: MeshStageConfig = field(default_factory=MeshStageConfig)
+    texture: TextureConfig = field(default_factory=TextureConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+STANDARD = GenerationConfig()
+DRAFT = replace(
+    STANDARD,
+    preprocess=replace(STANDARD.preprocess, size=256),
+    geometry=replace(STANDARD.geometry, steps=100, render_sizes=(64, 96, 128), multiview_samples=10,
+                     initial_gaussians=2000),
+    mesh=replace(STANDARD.mesh, grid_resolution=64, target_faces=5000, carve_render_size=96,
+                 bake=replace(STANDARD.mesh.bake, texture_size=256, render_size=256)),
+    texture=replace(STANDARD.texture, steps=5, render_size=128, denoise_steps=20, prompt_steps=10),
+)
+HIGH = replace(
+    STANDARD,
+    geometry=replace(STANDARD.geometry, steps=1000, multiview_samples=75),
+    mesh=replace(STANDARD.mesh, grid_resolution=192, target_faces=50_000,
+                 bake=replace(STANDARD.mesh.bake, texture_size=2048)),
+    texture=replace(STANDARD.texture, steps=100),
+)
+QUALITY_PRESETS: dict[str, GenerationConfig] = {"draft": DRAFT, "standard": STANDARD, "high": HIGH}

@@ -1,0 +1,98 @@
+"""Stage 2: refine the baked UV texture by multi-step diffusion denoising of rendered views.
+
+Each step renders the textured mesh from a random orbit view, asks the guidance for a cleaner
+version of that render (SDEdit through the image-conditioned novel-view model, blended with the
+prompt-driven img2img refiner when there is a prompt), and pulls the texture towards it with an
+MSE, plus the reference-view MSE and a CLIP semantic-consistency term. Only the texture is
+optimised (in logit space, Adam, as DreamGaussian does); the geometry is fixed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..geometry.cameras import OrbitPose, cameras_from_poses, random_orbit_poses, reference_camera
+from ..geometry.textured_mesh import TexturedMesh, render_mesh
+from .config import GeometryConfig, TextureConfig
+from .geometry import ReferenceTargets, _resize
+
+
+class TextureGuidance(Protocol):
+    def targets(self, renders: Tensor, poses: OrbitPose, step_ratio: float, generator: torch.Generator) -> Tensor:
+        """Cleaner versions [B, 3, H, W] of renders [B, 3, H, W] seen from absolute `poses`."""
+        ...
+
+    def semantic_loss(self, renders: Tensor) -> Tensor | None:
+        """A differentiable consistency loss on renders [B, 3, H, W] (None: no such term)."""
+        ...
+
+
+@dataclass
+class TextureResult:
+    texture: Tensor  # [T, T, 3] in [0, 1]
+    losses: dict[str, list[float]] = field(default_factory=dict)
+
+
+def _logit(x: Tensor, eps: float = 1e-4) -> Tensor:
+    x = x.clamp(eps, 1 - eps)
+    return torch.log(x / (1 - x))
+
+
+def refine_texture(mesh: TexturedMesh, reference: ReferenceTargets, guidance: TextureGuidance,
+                   config: TextureConfig, camera: GeometryConfig, *, seed: int = 0,
+                   mesh_backend: str = "auto",
+                   on_step: Callable[[int, int, dict[str, float]], None] | None = None) -> TextureResult:
+    """→ the refined texture; `on_step(step, total, losses)` after each step (raise to stop)."""
+    if config.steps <= 0:
+        return TextureResult(mesh.texture.detach().clone())
+    device = mesh.vertices.device
+    generator = torch.Generator().manual_seed(seed)
+    logits = _logit(mesh.texture.detach().float()).requires_grad_(True)
+    optimizer = torch.optim.Adam([logits], lr=config.learning_rate)
+    size = config.render_size
+    white = torch.ones(3, device=device)
+    ref_cam = reference_camera(camera.reference_elevation_deg, camera.camera_radius, fovy_deg=camera.fovy_deg,
+                               width=size, height=size)
+    ref_image, ref_mask = _resize(reference.image, size).to(device), _resize(reference.mask, size).to(device)
+    elevations = (camera.reference_elevation_deg + camera.novel_elevation_range_deg[0],
+                  camera.reference_elevation_deg + camera.novel_elevation_range_deg[1])
+    history: dict[str, list[float]] = {}
+    target, poses = None, None
+    for step in range(config.steps):
+        ratio = (step + 1) / config.steps
+        textured = TexturedMesh(mesh.vertices, mesh.faces, mesh.uvs, torch.sigmoid(logits), mesh.normals)
+        if target is None or step % config.refine_every == 0:
+            poses = random_orbit_poses(1, elevation_range_deg=elevations, radius=camera.camera_radius,
+                                       generator=generator)
+        view = render_mesh(textured, cameras_from_poses(poses, fovy_deg=camera.fovy_deg, width=size, height=size),
+                           backgrounds=white, backend=mesh_backend)
+        rgb, alpha = view.rgb.permute(0, 3, 1, 2), view.alpha.permute(0, 3, 1, 2)  # [1, 3|1, S, S]
+        if target is None or step % config.refine_every == 0:
+            with torch.no_grad():
+                target = _resize(guidance.targets(rgb.detach(), poses, ratio, generator).float(), size).to(device)
+        terms = {"refinement": F.mse_loss(rgb * alpha, target * alpha)}
+        if config.reference_weight > 0:
+            ref = render_mesh(textured, ref_cam, backgrounds=white, backend=mesh_backend)
+            mask = ref.alpha[0, ..., 0] * ref_mask
+            diff = (ref.rgb[0].permute(2, 0, 1) - ref_image) * mask
+            terms["reference"] = config.reference_weight * diff.square().sum() / (3 * mask.sum().clamp_min(1))
+        if config.clip_weight > 0:
+            semantic = guidance.semantic_loss(rgb)
+            if semantic is not None:
+                terms["clip"] = config.clip_weight * semantic
+        loss = sum(terms.values())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        values = {name: float(term.detach()) for name, term in terms.items()}
+        for name, value in values.items():
+            history.setdefault(name, []).append(value)
+        if on_step is not None:
+            on_step(step + 1, config.steps, values)
+    return TextureResult(torch.sigmoid(logits).detach(), history)
