@@ -1,0 +1,85 @@
+"""`python -m backend generate`: bad input exits non-zero with a clear message and writes nothing;
+a tiny run writes the four outputs."""
+
+import io
+import json
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from backend.__main__ import main
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _huge_png_header() -> bytes:
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", 20_000, 20_000, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00")) + chunk(b"IEND", b"")
+
+
+def _gif() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32)).save(buffer, "GIF")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("content, words", [
+    (None, "no such file"),
+    (b"", "empty"),
+    (b"this is a text file, not a picture", "not an image"),
+    (_huge_png_header(), "too large"),
+    (_gif(), "GIF images are not supported"),
+])
+def test_bad_input_exits_non_zero_and_writes_nothing(tmp_path, capsys, content, words):
+    image = tmp_path / "input.png"
+    if content is not None:
+        image.write_bytes(content)
+    out = tmp_path / "out"
+    code = main(["generate", str(image), "--prompt", "a cup", "--models", "tiny", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and words in err and err.startswith("error:")
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["input.png"] if content is not None else [])
+
+
+def test_bad_options_are_refused_before_any_work(tmp_path, capsys):
+    image = tmp_path / "input.png"
+    image.write_bytes(_png(Image.new("RGB", (64, 64), (200, 30, 30))))
+    code = main(["generate", str(image), "--models", "tiny", "--option", "faces=lots", "--out", str(tmp_path / "o")])
+    assert code == 2 and "faces must be an integer" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_tiny_generation_writes_the_four_outputs(tmp_path, capsys):
+    rgba = np.zeros((96, 96, 4), np.uint8)
+    rgba[24:72, 20:76] = (40, 90, 200, 255)
+    image = tmp_path / "box.png"
+    image.write_bytes(_png(Image.fromarray(rgba)))
+    out = tmp_path / "result"
+    code = main(["generate", str(image), "--prompt", "a blue box", "--preset", "draft", "--models", "tiny",
+                 "--seed", "3", "--option", "geometry_steps=8", "--option", "texture_steps=1", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert sorted(p.name for p in out.iterdir()) == ["model.glb", "report.json", "splats.ply", "turntable.png"]
+    report = json.loads((out / "report.json").read_text())
+    assert report["tiny"] is True and report["seed"] == 3 and report["prompt"] == "a blue box"
+    assert set(report["timings_s"]) == {"preprocess", "geometry", "mesh", "texture"}
+    assert len(report["losses"]["geometry"]["reference rgb"]) == 8 and report["peak_memory"]["cpu_rss_mib"] > 0
+    assert "NOTICE: tiny preset" in captured.err and "geometry" in captured.err  # the progress bars
+    import trimesh
+
+    scene = trimesh.load(out / "model.glb")
+    mesh = next(iter(scene.geometry.values()))
+    assert len(mesh.faces) == report["faces"] and mesh.visual.uv is not None
+    sheet = Image.open(out / "turntable.png")
+    assert sheet.size == (4 * 256, 2 * 256 + 24)  # eight views plus the tiny-preset label
