@@ -55,26 +55,25 @@ def _truth_views(truth: TexturedMesh, cameras: cm.Cameras) -> tuple[Tensor, Tens
     return rgb.permute(0, 3, 1, 2), alpha[..., 0], inverse
 
 
-class OracleGeometryGuidance:
+class _Oracle:
+    """Ground-truth renders in place of a model's output."""
+
     def __init__(self, truth: TexturedMesh, fovy_deg: float):
         self.truth, self.fovy_deg = truth, fovy_deg
 
+    def truth_at(self, poses: cm.OrbitPose, size: int) -> Tensor:  # → [B, 3, size, size] on white
+        cameras = cm.cameras_from_poses(poses, fovy_deg=self.fovy_deg, width=size, height=size)
+        return _truth_views(self.truth, cameras)[0]
+
+
+class OracleGeometryGuidance(_Oracle):
     def sds_loss(self, images: Tensor, poses: cm.OrbitPose, step_ratio: float, generator: torch.Generator) -> Tensor:
-        size = images.shape[-1]
-        target, _, _ = _truth_views(self.truth, cm.cameras_from_poses(poses, fovy_deg=self.fovy_deg, width=size,
-                                                                      height=size))
-        return ORACLE_WEIGHT * F.mse_loss(images, target.to(images))
+        return ORACLE_WEIGHT * F.mse_loss(images, self.truth_at(poses, images.shape[-1]).to(images))
 
 
-class OracleTextureGuidance:
-    def __init__(self, truth: TexturedMesh, fovy_deg: float):
-        self.truth, self.fovy_deg = truth, fovy_deg
-
+class OracleTextureGuidance(_Oracle):
     def targets(self, renders: Tensor, poses: cm.OrbitPose, step_ratio: float, generator: torch.Generator) -> Tensor:
-        size = renders.shape[-1]
-        target, _, _ = _truth_views(self.truth, cm.cameras_from_poses(poses, fovy_deg=self.fovy_deg, width=size,
-                                                                      height=size))
-        return target
+        return self.truth_at(poses, renders.shape[-1])
 
     def semantic_loss(self, renders: Tensor) -> None:
         return None

@@ -51,8 +51,8 @@ def _step_adapter(on_step: StepCallback | None):
     return callback
 
 
-class PromptRefiner:
-    """Stable Diffusion img2img: renders in, prompt-consistent renders out."""
+class _Img2Img:
+    """A diffusers img2img pipeline loaded from a local snapshot (SD layout)."""
 
     def __init__(self, pipe):
         self.pipe = pipe
@@ -60,12 +60,16 @@ class PromptRefiner:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, device: torch.device | str = "cpu",
-                        dtype: torch.dtype = torch.float32) -> PromptRefiner:
+                        dtype: torch.dtype = torch.float32):
         return cls(_load_img2img(Path(path), device, dtype))
 
     @property
     def modules(self) -> tuple[torch.nn.Module, ...]:
         return self.pipe.unet, self.pipe.vae, self.pipe.text_encoder
+
+
+class PromptRefiner(_Img2Img):
+    """Stable Diffusion img2img: renders in, prompt-consistent renders out."""
 
     @torch.no_grad()
     def refine(self, images: Tensor, prompt: str, *, strength: float = 0.3, steps: int = 20,
@@ -84,21 +88,8 @@ class PromptRefiner:
         return out.images.float().clamp(0, 1)
 
 
-class TurboFixer:
+class TurboFixer(_Img2Img):
     """SD-Turbo as a one-step artefact remover (Difix3D+-style, without Difix's fine-tuning)."""
-
-    def __init__(self, pipe):
-        self.pipe = pipe
-        self.device, self.dtype = pipe.unet.device, pipe.unet.dtype
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path, *, device: torch.device | str = "cpu",
-                        dtype: torch.dtype = torch.float32) -> TurboFixer:
-        return cls(_load_img2img(Path(path), device, dtype))
-
-    @property
-    def modules(self) -> tuple[torch.nn.Module, ...]:
-        return self.pipe.unet, self.pipe.vae, self.pipe.text_encoder
 
     @torch.no_grad()
     def fix(self, images: Tensor, prompt: str = "", *, generator: torch.Generator | None = None) -> Tensor:
