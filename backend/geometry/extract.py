@@ -27,8 +27,10 @@ from .uv_atlas import unwrap
 class MeshStageConfig:
     grid_resolution: int = 128
     """Density grid cells per axis (over the Gaussians' bounding box)."""
-    level: float = 0.5
-    """Iso-level of the summed Gaussian density Σ oᵢ·exp(−½dᵀΣᵢ⁻¹d) taken as the surface."""
+    level: float = 0.3
+    """Iso-level of the summed Gaussian density Σ oᵢ·exp(−½dᵀΣᵢ⁻¹d) taken as the surface (0.3
+    matched the true silhouette best on the oracle benchmark: 0.5 shrank the globe by 2 % of its
+    pixels and cost 4 dB)."""
     min_opacity: float = 0.005
     """Nearly transparent Gaussians are left out of the density (they are floaters or dying)."""
     carve_render_size: int = 128

