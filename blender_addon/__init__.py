@@ -1,18 +1,42 @@
-"""Lift3D Blender extension (Blender 4.2 LTS and newer).
+"""Lift3D Blender extension (Blender 4.2 LTS and newer): image + prompt -> textured 3D asset.
 
-The panel, operators, live splat preview and mesh importer are built by the Blender issue;
-this package currently registers nothing. It talks to the backend only through the vendored
-`protocol` package and its bpy-free `protocol.client.Client`.
+The panel lives in the 3D Viewport sidebar ("Lift3D" tab). Generation runs in a separate
+backend process (local or remote) reached over ZeroMQ; a timer drains its messages, so Blender
+never blocks. Modules, in registration order:
+
+    preferences  backend address, local backend start, keys, preview density
+    properties   per-scene settings (image, prompt, preset, seed, advanced options)
+    operators    Generate / Regenerate / Cancel / Connect / image choice
+    panels       the sidebar UI
+    session      the connection, the job in flight and the timer tick
+Helpers without registration: wire (protocol import), jobs (job state), launcher (local
+backend process), image_source (bytes to send), preview (splat preview object), importer
+(mesh from arrays).
 """
 
-MODULES: tuple = ()  # bpy modules, registered in this order and unregistered in reverse
+
+
+def _modules() -> tuple:
+    # Imported here, not at the top, so the bpy-free helpers (jobs, launcher, wire, image_source)
+    # can be imported and tested without Blender.
+    from . import operators, panels, preferences, properties, session
+
+    return (preferences, properties, operators, panels, session)
 
 
 def register() -> None:
-    for module in MODULES:
-        module.register()
+    registered = []
+    try:
+        for module in _modules():
+            module.register()
+            registered.append(module)
+    except Exception:
+        # Leave Blender as it was: a half-registered add-on cannot be enabled again without a restart.
+        for module in reversed(registered):
+            module.unregister()
+        raise
 
 
 def unregister() -> None:
-    for module in reversed(MODULES):
+    for module in reversed(_modules()):
         module.unregister()

@@ -21,6 +21,10 @@ MAX_PROMPT_CHARS = 2000
 MAX_TEXT_CHARS = 4000  # messages and hints
 MAX_NAME_CHARS = 64  # stage, preset and device names, versions
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
+# Decoded input image size: checked by the backend (from the file header) and, before sending,
+# by the add-on. A 40-megapixel photo is fine; more is almost certainly a mistake.
+MAX_IMAGE_SIDE = 8192
+MAX_IMAGE_PIXELS = 40_000_000
 MAX_OPTIONS = 64  # entries in a JSON-like dict (options, metadata), counted over all nesting levels
 MAX_NESTING = 4
 

@@ -22,6 +22,8 @@ def loaded_after(statement: str) -> set[str]:
     ("import protocol.client", {"torch", "bpy"}),
     ("import backend.server, backend.jobs, backend.context", {"bpy"}),
     ("import backend.__main__", {"bpy", "torch"}),
+    ("import blender_addon, blender_addon.wire, blender_addon.jobs, blender_addon.launcher, "
+     "blender_addon.image_source", {"bpy", "torch", "backend"}),
 ])
 def test_import_boundaries(statement, forbidden):
     loaded = loaded_after(statement)

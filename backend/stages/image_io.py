@@ -14,10 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from protocol.limits import MAX_IMAGE_PIXELS as MAX_PIXELS
+from protocol.limits import MAX_IMAGE_SIDE as MAX_SIDE
+
 from ..context import PipelineError
 
-MAX_SIDE = 8192
-MAX_PIXELS = 40_000_000  # a 40-megapixel photo is fine; more is almost certainly a mistake
 MIN_SIDE = 16
 FORMATS = ("PNG", "JPEG", "WEBP")
 

@@ -1,0 +1,83 @@
+"""The bytes sent to the backend for a Blender image.
+
+A file the backend can read (PNG, JPEG, WebP, on disk or packed) is sent byte for byte, so the
+backend sees EXIF orientation and 16-bit data, and an unchanged file always hits the result
+cache. Anything else (a render result, a generated or painted image, EXR, TIFF) is encoded from
+its pixels into an 8-bit PNG in memory.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from .wire import image_format, protocol
+
+MAX_SIDE = protocol.limits.MAX_IMAGE_SIDE
+MAX_PIXELS = protocol.limits.MAX_IMAGE_PIXELS
+
+
+class ImageSourceError(ValueError):
+    """The image cannot be sent; the message says why and what to do."""
+
+
+def encode_png(rgba: np.ndarray) -> bytes:
+    """[H, W, 4] uint8, top row first → PNG bytes (deterministic: same pixels, same bytes)."""
+    if rgba.ndim != 3 or rgba.shape[2] != 4 or rgba.dtype != np.uint8:
+        raise ValueError(f"expected [H, W, 4] uint8, got {rgba.shape} {rgba.dtype}")
+    height, width = rgba.shape[:2]
+    rows = np.concatenate([np.zeros((height, 1), np.uint8), rgba.reshape(height, width * 4)], axis=1)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)  # 8-bit RGBA, no interlace
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
+            + chunk(b"IEND", b""))
+
+
+def check_size(width: int, height: int) -> None:
+    if width == 0 or height == 0:
+        raise ImageSourceError("the image has no pixels (is the file missing or still loading?)")
+    if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
+        raise ImageSourceError(f"the image is {width} × {height} pixels; Lift3D accepts up to {MAX_SIDE} a side "
+                               f"and {MAX_PIXELS // 1_000_000} megapixels. Scale it down first.")
+
+
+def image_bytes(image) -> bytes:  # image: bpy.types.Image
+    """The bytes to send for `image`; raises ImageSourceError with an actionable message."""
+    import bpy
+
+    if image.source not in ("FILE", "GENERATED", "VIEWER"):
+        raise ImageSourceError(f"'{image.name}' is a {image.source.lower()} image; pick a still image")
+    if image.packed_file is not None:
+        data = bytes(image.packed_file.data)
+        if image_format(data):
+            check_size(*image.size)
+            return data
+    elif image.source == "FILE" and image.filepath:
+        path = Path(bpy.path.abspath(image.filepath, library=image.library))
+        if not path.is_file():
+            raise ImageSourceError(f"the file of image '{image.name}' is missing: {path}")
+        data = path.read_bytes()
+        if image_format(data):
+            check_size(*image.size)
+            return data
+    width, height = image.size
+    check_size(width, height)
+    pixels = np.empty(width * height * 4, np.float32)
+    image.pixels.foreach_get(pixels)
+    # Float images hold linear values; PNG wants display-referred sRGB.
+    rgba = pixels.reshape(height, width, 4)[::-1]
+    if image.is_float:
+        rgba = rgba.copy()
+        rgba[..., :3] = linear_to_srgb(rgba[..., :3])
+    return encode_png((np.clip(rgba, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
+
+
+def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
+    linear = np.clip(linear, 0.0, None)
+    return np.where(linear <= 0.0031308, linear * 12.92, 1.055 * np.power(linear, 1 / 2.4) - 0.055)

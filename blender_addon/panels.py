@@ -1,0 +1,134 @@
+"""The 3D Viewport sidebar panel (N panel, "Lift3D" tab). Draw code only reads state."""
+
+from __future__ import annotations
+
+import textwrap
+
+import bpy
+
+from . import operators, session
+from .jobs import Phase, format_seconds
+
+
+def _wrapped(layout, text: str, icon: str = "NONE", width: int = 42) -> None:
+    lines = textwrap.wrap(text, width) or [""]
+    for index, line in enumerate(lines):
+        layout.label(text=line, icon=icon if index == 0 else "BLANK1")
+
+
+class LIFT3D_PT_main(bpy.types.Panel):
+    bl_label = "Lift3D"
+    bl_idname = "LIFT3D_PT_main"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Lift3D"
+
+    def draw(self, context):
+        layout = self.layout
+        settings = context.scene.lift3d
+        sess = session.get()
+
+        icon, status = sess.status()
+        row = layout.row(align=True)
+        row.label(text=status, icon=icon)
+        row.operator("lift3d.connect", text="", icon="FILE_REFRESH")
+
+        col = layout.column(align=True)
+        col.template_ID(settings, "image", open="lift3d.open_image")
+        col.operator("lift3d.use_editor_image", icon="IMAGE")
+        image = settings.image
+        if image is not None and image.preview is not None:
+            layout.template_icon(icon_value=image.preview.icon_id, scale=6.0)
+            layout.label(text=f"{image.size[0]} × {image.size[1]} px")
+
+        layout.prop(settings, "prompt", text="", placeholder="What is it? (e.g. a red armchair)")
+        row = layout.row(align=True)
+        row.prop(settings, "quality", expand=True)
+        layout.prop(settings, "seed")
+
+        job = sess.job
+        if job is not None and not job.finished:
+            layout.progress(factor=job.progress_factor(), type="BAR", text=job.progress_text())
+            if job.note:
+                _wrapped(layout, job.note, icon="INFO")
+            layout.operator("lift3d.cancel", icon="CANCEL")
+        else:
+            row = layout.row()
+            row.scale_y = 1.6
+            row.operator("lift3d.generate", icon="MESH_MONKEY")
+            reason = operators.blocked_reason(context, image)
+            if reason:
+                layout.label(text=reason, icon="INFO")
+            elif not settings.prompt.strip():
+                layout.label(text="Empty prompt: a caption is used", icon="INFO")
+
+        if sess.error is not None:
+            box = layout.box()
+            message, hint = sess.error
+            _wrapped(box, message[0].upper() + message[1:], icon="ERROR")
+            if hint:
+                _wrapped(box, hint)
+        elif sess.last_job is not None and sess.last_job.phase == Phase.DONE:
+            done = sess.last_job
+            layout.label(text=f"Done in {format_seconds(done.elapsed_s)}: {done.final_object}", icon="CHECKMARK")
+            if done.metadata.get("tiny"):
+                layout.label(text="Tiny models: the result is noise", icon="ERROR")
+
+
+class LIFT3D_PT_advanced(bpy.types.Panel):
+    bl_label = "Advanced"
+    bl_idname = "LIFT3D_PT_advanced"
+    bl_parent_id = "LIFT3D_PT_main"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Lift3D"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        settings = context.scene.lift3d
+        layout = self.layout
+        layout.use_property_split = True
+        layout.prop(settings, "segmentation")
+        layout.prop(settings, "faces")
+        layout.prop(settings, "texture_size")
+        layout.prop(settings, "geometry_steps")
+        layout.prop(settings, "texture_steps")
+
+
+class LIFT3D_PT_result(bpy.types.Panel):
+    """The selected Lift3D object: what made it, and Regenerate."""
+
+    bl_label = "Selected Result"
+    bl_idname = "LIFT3D_PT_result"
+    bl_parent_id = "LIFT3D_PT_main"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Lift3D"
+
+    @classmethod
+    def poll(cls, context):
+        ob = context.active_object
+        return ob is not None and "lift3d_prompt" in ob
+
+    def draw(self, context):
+        ob = context.active_object
+        layout = self.layout
+        _wrapped(layout, f"Prompt: {ob['lift3d_prompt'] or '(caption)'}")
+        layout.label(text=f"Seed {ob.get('lift3d_seed', 0)} · {ob.get('lift3d_preset', '?')} · "
+                          f"{ob.get('lift3d_stage', '?')} mesh")
+        if ob.get("lift3d_image"):
+            layout.label(text=f"Image: {ob['lift3d_image']}", icon="IMAGE_DATA")
+        layout.operator("lift3d.regenerate", icon="FILE_REFRESH")
+
+
+CLASSES = (LIFT3D_PT_main, LIFT3D_PT_advanced, LIFT3D_PT_result)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)
