@@ -145,7 +145,35 @@ def _finish(final, geometry, timings, previews, total, args, preset, prompt, tin
               "faces": int(len(final.faces)), "metadata": dict(final.metadata), "tiny": tiny}
     label = "TINY PRESET: random weights, wiring check only" if tiny else ""
     written = write_outputs(args.out, mesh=mesh, report=report, label=label)
+    written.update(_render_in_blender(mesh, args.out, prompt))
     print(f"\nDone in {total:.1f} s ({previews} splat previews received). Outputs:")
     for path in written.values():
         print(f"  {path.resolve()}")
     return 0
+
+
+def _render_in_blender(mesh: dict, out: Path, prompt: str) -> dict[str, Path]:
+    """Import the received arrays with the Blender add-on's own importer (real Blender, the bpy
+    module, in a child process: the backend never imports bpy) and render them with Cycles."""
+    import importlib.util
+    import subprocess
+    import tempfile
+
+    import numpy as np
+
+    if importlib.util.find_spec("bpy") is None:
+        print("  (no Blender render: the bpy module is not installed; pip install bpy==5.0.1)", flush=True)
+        return {}
+    print("  importing into Blender and rendering with Cycles ...", flush=True)
+    with tempfile.TemporaryDirectory(prefix="lift3d-render-") as tmp:
+        arrays = Path(tmp) / "mesh.npz"
+        np.savez(arrays, **{k: v for k, v in mesh.items() if v is not None})
+        command = [sys.executable, "-m", "blender_addon.headless", "render", str(arrays),
+                   "--out", str(out / "render.png"), "--blend", str(out / "lift3d.blend"),
+                   "--name", prompt or "Lift3D result"]
+        result = subprocess.run(command, cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True)
+    if result.returncode != 0:
+        print(f"  warning: the Blender render failed (the other outputs are fine):\n{result.stderr[-2000:]}",
+              file=sys.stderr)
+        return {}
+    return {"render": out / "render.png", "blend": out / "lift3d.blend"}

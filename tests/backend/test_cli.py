@@ -81,9 +81,16 @@ def test_run_command_generates_the_sample_through_a_local_backend(tmp_path):
     for stage in ("preprocess", "pseudo views", "geometry", "mesh", "texture"):
         assert f"] {stage}" in result.stdout
     assert "untextured mesh" in result.stdout and "Done in" in result.stdout
-    for name in ("model.glb", "turntable.png", "report.json"):
+    for name in ("model.glb", "turntable.png", "report.json", "render.png", "lift3d.blend"):
         assert (out / name).is_file() and str((out / name).resolve()) in result.stdout
     import json
+
+    import numpy as np
+    from PIL import Image
+
+    # The Cycles render of the mesh imported by the add-on: the object is in the picture.
+    render = np.asarray(Image.open(out / "render.png").convert("RGB"), np.float32)
+    assert render.shape == (512, 512, 3) and render.std(axis=(0, 1)).mean() > 5
 
     report = json.loads((out / "report.json").read_text())
     assert report["tiny"] is True and report["preset"] == "draft" and report["faces"] > 100
