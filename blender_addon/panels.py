@@ -10,6 +10,10 @@ from . import operators, session
 from .jobs import Phase, format_seconds
 
 
+# `placeholder` (grey hint text in an empty field) is newer than some supported Blender versions.
+_HAS_PLACEHOLDER = "placeholder" in bpy.types.UILayout.bl_rna.functions["prop"].parameters
+
+
 def _wrapped(layout, text: str, icon: str = "NONE", width: int = 42) -> None:
     lines = textwrap.wrap(text, width) or [""]
     for index, line in enumerate(lines):
@@ -41,7 +45,8 @@ class LIFT3D_PT_main(bpy.types.Panel):
             layout.template_icon(icon_value=image.preview.icon_id, scale=6.0)
             layout.label(text=f"{image.size[0]} × {image.size[1]} px")
 
-        layout.prop(settings, "prompt", text="", placeholder="What is it? (e.g. a red armchair)")
+        hint = {"placeholder": "What is it? (e.g. a red armchair)"} if _HAS_PLACEHOLDER else {}
+        layout.prop(settings, "prompt", text="", **hint)
         row = layout.row(align=True)
         row.prop(settings, "quality", expand=True)
         layout.prop(settings, "seed")
