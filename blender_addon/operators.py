@@ -215,12 +215,4 @@ class LIFT3D_OT_use_editor_image(bpy.types.Operator):
 CLASSES = (LIFT3D_OT_generate, LIFT3D_OT_regenerate, LIFT3D_OT_cancel, LIFT3D_OT_connect, LIFT3D_OT_open_image,
            LIFT3D_OT_use_editor_image)
 
-
-def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(CLASSES)

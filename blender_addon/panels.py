@@ -20,12 +20,17 @@ def _wrapped(layout, text: str, icon: str = "NONE", width: int = 42) -> None:
         layout.label(text=line, icon=icon if index == 0 else "BLANK1")
 
 
-class LIFT3D_PT_main(bpy.types.Panel):
-    bl_label = "Lift3D"
-    bl_idname = "LIFT3D_PT_main"
+class _Sidebar:
+    """Where every Lift3D panel lives: the 3D Viewport's sidebar, "Lift3D" tab."""
+
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
     bl_category = "Lift3D"
+
+
+class LIFT3D_PT_main(_Sidebar, bpy.types.Panel):
+    bl_label = "Lift3D"
+    bl_idname = "LIFT3D_PT_main"
 
     def draw(self, context):
         layout = self.layout
@@ -80,13 +85,10 @@ class LIFT3D_PT_main(bpy.types.Panel):
                 layout.label(text="Tiny models: the result is noise", icon="ERROR")
 
 
-class LIFT3D_PT_advanced(bpy.types.Panel):
+class LIFT3D_PT_advanced(_Sidebar, bpy.types.Panel):
     bl_label = "Advanced"
     bl_idname = "LIFT3D_PT_advanced"
     bl_parent_id = "LIFT3D_PT_main"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Lift3D"
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):
@@ -100,15 +102,12 @@ class LIFT3D_PT_advanced(bpy.types.Panel):
         layout.prop(settings, "texture_steps")
 
 
-class LIFT3D_PT_result(bpy.types.Panel):
+class LIFT3D_PT_result(_Sidebar, bpy.types.Panel):
     """The selected Lift3D object: what made it, and Regenerate."""
 
     bl_label = "Selected Result"
     bl_idname = "LIFT3D_PT_result"
     bl_parent_id = "LIFT3D_PT_main"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Lift3D"
 
     @classmethod
     def poll(cls, context):
@@ -128,12 +127,4 @@ class LIFT3D_PT_result(bpy.types.Panel):
 
 CLASSES = (LIFT3D_PT_main, LIFT3D_PT_advanced, LIFT3D_PT_result)
 
-
-def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(CLASSES)

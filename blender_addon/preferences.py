@@ -68,12 +68,4 @@ def get(context: bpy.types.Context | None = None) -> Lift3DPreferences:
 
 CLASSES = (Lift3DPreferences,)
 
-
-def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(CLASSES)
