@@ -49,21 +49,16 @@ def check_size(width: int, height: int) -> None:
 
 def image_bytes(image) -> bytes:  # image: bpy.types.Image
     """The bytes to send for `image`; raises ImageSourceError with an actionable message."""
-    import bpy
-
-    if image.source not in ("FILE", "GENERATED", "VIEWER"):
+    if image.type == "RENDER_RESULT" or image.source == "VIEWER":
+        # Their pixels are not reachable from Python (size reads 0 × 0).
+        raise ImageSourceError(f"'{image.name}' is a live render view; save it first (Image > Save As) and "
+                               "choose the saved image")
+    if image.source not in ("FILE", "GENERATED"):
         raise ImageSourceError(f"'{image.name}' is a {image.source.lower()} image; pick a still image")
-    if image.packed_file is not None:
-        data = bytes(image.packed_file.data)
-        if image_format(data):
-            check_size(*image.size)
-            return data
-    elif image.source == "FILE" and image.filepath:
-        path = Path(bpy.path.abspath(image.filepath, library=image.library))
-        if not path.is_file():
-            raise ImageSourceError(f"the file of image '{image.name}' is missing: {path}")
-        data = path.read_bytes()
-        if image_format(data):
+    # Painted or edited since it was loaded: the pixels, not the file, are what the artist sees.
+    if not image.is_dirty:
+        data = _file_bytes(image)
+        if data is not None:
             check_size(*image.size)
             return data
     width, height = image.size
@@ -76,6 +71,22 @@ def image_bytes(image) -> bytes:  # image: bpy.types.Image
         rgba = rgba.copy()
         rgba[..., :3] = linear_to_srgb(rgba[..., :3])
     return encode_png((np.clip(rgba, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
+
+
+def _file_bytes(image) -> bytes | None:
+    """The packed or on-disk file when the backend can read it as is (PNG, JPEG, WebP)."""
+    import bpy
+
+    if image.packed_file is not None:
+        data = bytes(image.packed_file.data)
+    elif image.source == "FILE" and image.filepath:
+        path = Path(bpy.path.abspath(image.filepath, library=image.library))
+        if not path.is_file():
+            raise ImageSourceError(f"the file of image '{image.name}' is missing: {path}")
+        data = path.read_bytes()
+    else:
+        return None
+    return data if image_format(data) else None
 
 
 def linear_to_srgb(linear: np.ndarray) -> np.ndarray:

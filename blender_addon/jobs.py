@@ -46,8 +46,10 @@ class JobRequest:
     image_path: str = ""
     location: tuple[float, float, float] = (0.0, 0.0, 0.0)
     target_size: float | None = 1.0
-    replaces: str | None = None
-    """Name of the object a Regenerate replaces once the final mesh has arrived."""
+    replaces: int | None = None
+    """`session_uid` of the object a Regenerate replaces once the final mesh has arrived."""
+    scene_name: str = ""
+    """The scene Generate was pressed in: results go there even if the artist switches scenes."""
 
 
 @dataclass

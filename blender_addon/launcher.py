@@ -91,7 +91,7 @@ class BackendProcess:
         except OSError:
             return "(no backend log)"
 
-    def stop(self, timeout_s: float = 5.0) -> None:
+    def stop(self, timeout_s: float = 2.0) -> None:
         """Ask it to shut down cleanly (SIGTERM), then kill it if it does not."""
         if not self.running:
             return

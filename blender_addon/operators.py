@@ -34,8 +34,8 @@ def blocked_reason(context, image) -> str:
         return "A job is running: wait for it or cancel it"
     if image is None:
         return "Choose an image first"
-    if image.source not in ("FILE", "GENERATED", "VIEWER"):
-        return f"'{image.name}' is not a still image"
+    if image.type == "RENDER_RESULT" or image.source not in ("FILE", "GENERATED"):
+        return f"'{image.name}' is not a saved still image"
     return ""
 
 
@@ -48,7 +48,7 @@ def _refuse(operator, message: str, hint: str = "") -> set[str]:
 
 
 def _submit(operator, context, image, prompt: str, quality: str, seed: int, options: dict,
-            replaces: str | None = None) -> set[str]:
+            replaces: int | None = None) -> set[str]:
     try:
         data = image_bytes(image)
     except (ImageSourceError, OSError) as exc:
@@ -56,7 +56,8 @@ def _submit(operator, context, image, prompt: str, quality: str, seed: int, opti
     request = JobRequest(image=data, prompt=prompt.strip(), quality=quality, seed=seed, options=options,
                          image_name=image.name, image_path=image.filepath,
                          location=tuple(context.scene.cursor.location),
-                         target_size=preferences.get(context).object_size, replaces=replaces)
+                         target_size=preferences.get(context).object_size, replaces=replaces,
+                         scene_name=context.scene.name)
     try:
         _endpoint_and_connect(context)
         session.get().submit(request)
@@ -126,7 +127,7 @@ class LIFT3D_OT_regenerate(bpy.types.Operator):
                            "Generate it again from the panel.")
         prompt = self.prompt or context.scene.lift3d.prompt
         return _submit(self, context, image, prompt, str(ob.get("lift3d_preset", "standard")),
-                       int(ob.get("lift3d_seed", 0)), options, replaces=ob.name)
+                       int(ob.get("lift3d_seed", 0)), options, replaces=ob.session_uid)
 
 
 class LIFT3D_OT_cancel(bpy.types.Operator):
@@ -150,6 +151,15 @@ class LIFT3D_OT_connect(bpy.types.Operator):
 
     bl_idname = "lift3d.connect"
     bl_label = "Connect"
+
+    @classmethod
+    def poll(cls, context):
+        job = session.get().job
+        if job is not None and not job.finished:
+            # A new connection is a new client to the backend, which cancels the old client's jobs.
+            cls.poll_message_set("Not while a job is running")
+            return False
+        return True
 
     def execute(self, context):
         try:

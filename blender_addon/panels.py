@@ -15,7 +15,8 @@ _HAS_PLACEHOLDER = "placeholder" in bpy.types.UILayout.bl_rna.functions["prop"].
 
 
 def _wrapped(layout, text: str, icon: str = "NONE", width: int = 42) -> None:
-    lines = textwrap.wrap(text, width) or [""]
+    # Keep the text's own line breaks (a backend log tail is one line per entry).
+    lines = [wrapped for line in text.splitlines() for wrapped in textwrap.wrap(line, width)] or [""]
     for index, line in enumerate(lines):
         layout.label(text=line, icon=icon if index == 0 else "BLANK1")
 
@@ -75,7 +76,7 @@ class LIFT3D_PT_main(_Sidebar, bpy.types.Panel):
         if sess.error is not None:
             box = layout.box()
             message, hint = sess.error
-            _wrapped(box, message[0].upper() + message[1:], icon="ERROR")
+            _wrapped(box, message[:1].upper() + message[1:] or "The job failed", icon="ERROR")
             if hint:
                 _wrapped(box, hint)
         elif sess.last_job is not None and sess.last_job.phase == Phase.DONE:

@@ -91,6 +91,15 @@ def remove_preview(key: str) -> None:
         bpy.data.materials.remove(material)
 
 
+def remove_stale_previews(keep: str | None = None) -> int:
+    """Remove every preview object except job `keep`'s (undo, redo or opening a file can bring
+    back a point cloud captured mid-job); returns how many were removed."""
+    stale = {ob[TAG] for ob in bpy.data.objects if TAG in ob} - {keep}
+    for key in stale:
+        remove_preview(key)
+    return len(stale)
+
+
 # --- array preparation --------------------------------------------------------------------------
 
 

@@ -57,6 +57,8 @@ class Session:
         """The most recent finished job (its error or result stays on the panel)."""
         self.preview_points = 50_000
         self.error: tuple[str, str] | None = None
+        self.job_client: Client | None = None
+        """The connection the job was sent on: the backend cancels a job whose client goes away."""
         """(message, hint) of the last problem, shown on the panel until the next job starts."""
 
     # -- connection ------------------------------------------------------------------------
@@ -64,13 +66,27 @@ class Session:
     def ensure_connected(self, endpoint: Endpoint, *, auto_start: bool = False, python: str = "",
                          models: str = "auto") -> None:
         """Connect (non-blocking); start a local backend first when asked and nothing listens."""
+        if self.backend is not None and self.backend.exit_code() is not None:
+            self.backend = None  # it has ended (and said so); a fresh Generate looks again
+            self.disconnect()
+        wanted = (python, models, endpoint.address)
+        if self.backend is not None and auto_start and (self.backend.python, self.backend.models,
+                                                        self.backend.address) != wanted:
+            self.disconnect()  # the preferences changed: replace the backend this session started
+            self.backend.stop()
+            self.backend = None
         if self.client is not None and self.endpoint == endpoint and self.client.state != ConnectionState.CLOSED:
             if self.client.state == ConnectionState.UNRESPONSIVE and self.backend is None and auto_start:
                 self.disconnect()  # a local backend may have died; look again below
             else:
                 return
         self.disconnect()
-        if auto_start and is_local(endpoint.address) and not endpoint.keys_dir and not is_listening(endpoint.address):
+        local = is_local(endpoint.address)
+        if not local and not bpy.app.online_access:
+            raise ConnectError(f"{endpoint.address} is on another machine and Blender's online access is off",
+                               "Allow it in Preferences > System > Network > Allow Online Access, or use a "
+                               "backend on this machine (tcp://127.0.0.1:5571).")
+        if auto_start and local and not endpoint.keys_dir and not is_listening(endpoint.address):
             self._start_backend(endpoint.address, python, models)
         keys = None
         if endpoint.keys_dir:
@@ -88,12 +104,12 @@ class Session:
         self.client, self.endpoint, self.connected_at = client, endpoint, time.monotonic()
 
     def _start_backend(self, address: str, python: str, models: str) -> None:
-        if self.backend is not None and self.backend.running and self.backend.address == address:
-            return
         if not python:
             raise ConnectError(f"no backend answers at {address} and no backend Python is set",
                                "Set 'Backend Python' in the add-on preferences (the Python of your Lift3D "
                                "environment, e.g. <checkout>/.venv/bin/python), or start a backend yourself.")
+        if self.backend is not None:
+            self.backend.stop()  # never leave a second backend of ours holding GPU memory
         backend = BackendProcess(python, address, models=models)
         try:
             backend.start()
@@ -108,13 +124,29 @@ class Session:
         self.client = None
 
     def shutdown(self) -> None:
-        """Unregister / Blender exit: close the socket and stop the backend this session started."""
-        if self.job is not None and not self.job.finished and self.job.id and self.client is not None:
-            self._send_cancel(self.job.id)
+        """Unregister / Blender exit: cancel the job (removing its objects), close the socket and
+        stop the backend this session started."""
+        if self.job is not None and not self.job.finished:
+            self.abandon("the add-on was disabled", clean_scene=True)
         self.disconnect()
         if self.backend is not None:
             self.backend.stop()
             self.backend = None
+
+    def abandon(self, reason: str, *, clean_scene: bool) -> None:
+        """Give up the running job at once: ask the backend to stop it and forget it. With
+        `clean_scene` its preview and untextured mesh are removed (not when a file is being
+        replaced: those objects go with the old file, and the new file must not be touched)."""
+        job = self.job
+        if job is None:
+            return
+        if job.id and self.client is not None:
+            self._send_cancel(job.id)
+        job.phase, job.note = Phase.CANCELLED, reason
+        if clean_scene:
+            self._finish(job)
+        else:
+            self.job, self.last_job = None, job
 
     def status(self) -> tuple[str, str]:
         """(icon, one line) for the panel."""
@@ -148,11 +180,12 @@ class Session:
             job.id = self.client.submit(request.image, request.prompt, quality=request.quality, seed=request.seed,
                                         options=request.options)
         except ProtocolError as exc:
-            raise ConnectError(f"the request was refused before sending: {exc}") from exc
+            raise ConnectError(f"the request was refused before sending: {exc}",
+                               "Scale the image down or save it as JPEG, and keep the prompt short.") from exc
         except ConnectionError as exc:
             raise ConnectError(str(exc), START_HINT) from exc
         job.phase = Phase.CONNECTING if self.client.welcome is None else Phase.QUEUED
-        self.job, self.last_job, self.error = job, None, None
+        self.job, self.last_job, self.error, self.job_client = job, None, None, self.client
         return job
 
     def cancel(self) -> None:
@@ -204,6 +237,9 @@ class Session:
                 job.eta_s, job.note = message.eta_s, message.message
             elif kind == "preview" and index == last_preview and job.phase != Phase.CANCELLING:
                 self._show_preview(job, message)
+            elif kind == "mesh" and job.phase == Phase.CANCELLING:
+                if message.kind == "final":  # finished before the cancel arrived: still nothing is kept
+                    job.phase = Phase.CANCELLED
             elif kind == "mesh":
                 self._import(job, message)
             elif kind == "failed":
@@ -215,7 +251,8 @@ class Session:
 
     def _show_preview(self, job: Job, message) -> None:
         ob = preview.update_preview(job.id, message.positions, message.colors, message.opacities, message.scales,
-                                    max_points=self.preview_points, location=job.request.location)
+                                    max_points=self.preview_points, location=job.request.location,
+                                    collection=_collection(job))
         # Place and size the cloud as the importer will place the mesh (bottom centre at the cursor,
         # largest side = object size), so the mesh replaces it without a jump.
         placement = normalising_transform(np.asarray(message.positions, np.float32), job.request.target_size)
@@ -232,20 +269,21 @@ class Session:
         try:
             ob = importer.build_mesh_object(message, name=name, location=job.request.location,
                                             target_size=job.request.target_size,
-                                            properties=result_properties(job, message))
+                                            properties=result_properties(job, message), collection=_collection(job))
         except (ValueError, RuntimeError, MemoryError) as exc:
             traceback.print_exc()
             job.fail(f"could not build the {message.kind} mesh in Blender: {exc}",
                      "Try fewer faces or a smaller texture; the backend's own outputs are unaffected.")
             return
         preview.remove_preview(job.id)
-        previous = _object(job.geometry_object)
+        # Found by tag, not by name: the artist may have renamed or deleted it meanwhile.
+        previous = _job_object(job.id, "geometry", besides=ob)
         if previous is not None:
             importer.copy_transform(previous, ob)  # the artist may have moved the untextured mesh already
             importer.remove_object(previous)
         if final:
-            replaced = _object(job.request.replaces)
-            if replaced is not None:
+            replaced = _object_by_uid(job.request.replaces)
+            if replaced is not None and replaced != ob:
                 importer.copy_transform(replaced, ob)
                 importer.remove_object(replaced)
             job.final_object, job.geometry_object, job.phase = ob.name, None, Phase.DONE
@@ -266,19 +304,25 @@ class Session:
             job.fail(f"the local backend exited (code {self.backend.exit_code()})",
                      f"Its log is {self.backend.log_path}; last lines:\n{self.backend.log_tail(6)}")
             return
-        if client is None:
-            job.fail("not connected to a backend", START_HINT)
+        if client is None or client is not self.job_client:
+            job.fail("the connection this job was sent on was closed, so the backend cancelled it",
+                     "Press Generate again.")
             return
         if client.welcome is None:
             starting = self.backend is not None and self.backend.running
             limit = STARTUP_TIMEOUT_S if starting else CONNECT_TIMEOUT_S
             if now - self.connected_at > limit:
-                job.fail(f"no Lift3D backend answered at {client.address} within {limit:.0f} s", START_HINT)
+                hint = START_HINT
+                if self.endpoint is not None and self.endpoint.keys_dir:
+                    hint = ("Check that the backend runs with --keys and that this client's key is in its "
+                            "authorized_clients folder; a backend refuses unknown keys without a reply.")
+                job.fail(f"no Lift3D backend answered at {client.address} within {limit:.0f} s", hint)
                 self.disconnect()
             return
         health = client.health()
         if job.id in health.lost:
-            job.fail("the backend no longer knows this job (it was restarted)", "Press Generate again.")
+            job.fail("the backend no longer knows this job (it was restarted, or it dropped this client "
+                     "because Blender did not read its messages for a long time)", "Press Generate again.")
         elif health.seconds_since_heard is not None and health.seconds_since_heard > LOST_AFTER_S:
             job.fail(f"the backend at {client.address} stopped responding "
                      f"(nothing heard for {health.seconds_since_heard:.0f} s)",
@@ -292,14 +336,14 @@ class Session:
         """Leave the scene consistent: no preview; no untextured mesh of a cancelled job."""
         if job.id:
             preview.remove_preview(job.id)
-        if job.phase == Phase.CANCELLED:
-            leftover = _object(job.geometry_object)
-            if leftover is not None:
-                importer.remove_object(leftover)
-            job.geometry_object = None
-        elif job.phase == Phase.FAILED and job.geometry_object and _object(job.geometry_object) is not None:
+        geometry = _job_object(job.id, "geometry") if job.id else None
+        if job.phase == Phase.CANCELLED and geometry is not None:
+            importer.remove_object(geometry)
+        elif job.phase == Phase.FAILED and geometry is not None:
             job.hint = (job.hint + " " if job.hint else "") + "The untextured mesh was kept."
-        if job.phase == Phase.DONE or (job.phase == Phase.FAILED and job.geometry_object):
+        if job.phase == Phase.FAILED and job.id and self.client is not None:
+            self._send_cancel(job.id)  # failed on this side (import, timeout): stop the backend's work too
+        if job.phase == Phase.DONE or (job.phase == Phase.FAILED and geometry is not None):
             _undo_push(f"Lift3D: {job.phase} {object_name(job.request.prompt)}")
         if job.phase == Phase.FAILED:
             self.error = (job.error, job.hint)
@@ -333,11 +377,31 @@ def result_properties(job: Job, message) -> dict[str, object]:
     }
 
 
-def _object(name: str | None):
-    return bpy.data.objects.get(name) if name else None
+def _job_object(job_id: str, stage: str, besides=None):
+    """The job's object of that stage (tagged by the importer), whatever it is called now."""
+    for ob in bpy.data.objects:
+        if ob != besides and ob.get("lift3d_job") == job_id and ob.get("lift3d_stage") == stage:
+            return ob
+    return None
+
+
+def _object_by_uid(uid: int | None):
+    # session_uid, unlike a name, never points at another object (a new one reusing a freed name,
+    # or one of another file opened meanwhile).
+    if uid is None:
+        return None
+    return next((ob for ob in bpy.data.objects if ob.session_uid == uid), None)
+
+
+def _collection(job: Job):
+    """Where the job's objects go: the scene Generate was pressed in, if it still exists."""
+    scene = bpy.data.scenes.get(job.request.scene_name) if job.request.scene_name else None
+    return (scene or bpy.context.scene).collection
 
 
 def _select_only(ob) -> None:
+    if bpy.context.mode != "OBJECT":
+        return  # never pull the artist out of Edit/Sculpt/Paint mode (the active object's mode)
     view_layer = bpy.context.view_layer
     try:
         # Also syncs the view layer with what was just linked and removed (until then its list
@@ -353,6 +417,8 @@ def _select_only(ob) -> None:
 
 def _undo_push(message: str) -> None:
     # Objects built from a timer are not an undo step by themselves; make one so Ctrl+Z removes them.
+    if bpy.context.mode != "OBJECT":
+        return  # an undo push now would record an edit-mode step; the artist's next step covers it
     try:
         bpy.ops.ed.undo_push(message=message)
     except RuntimeError as exc:  # no undo stack (e.g. undo disabled in the preferences)
@@ -379,6 +445,24 @@ def get() -> Session:
     return _session
 
 
+@bpy.app.handlers.persistent
+def _on_load_pre(*_args) -> None:
+    # The job's objects belong to the file being closed; the new file must not be touched.
+    if _session is not None and _session.job is not None:
+        _session.abandon("cancelled: another file was opened", clean_scene=False)
+
+
+@bpy.app.handlers.persistent
+def _on_undo_or_load_post(*_args) -> None:
+    # Undo/redo/file load can bring back a preview point cloud captured mid-job: it is never a result.
+    current = _session.job.id if _session is not None and _session.job is not None else None
+    preview.remove_stale_previews(keep=current)
+
+
+_HANDLERS = (("load_pre", _on_load_pre), ("load_post", _on_undo_or_load_post),
+             ("undo_post", _on_undo_or_load_post), ("redo_post", _on_undo_or_load_post))
+
+
 def _timer() -> float:
     session = get()
     try:
@@ -395,6 +479,9 @@ def _timer() -> float:
 def register() -> None:
     if not bpy.app.timers.is_registered(_timer):
         bpy.app.timers.register(_timer, first_interval=IDLE_INTERVAL_S, persistent=True)
+    for name, handler in _HANDLERS:
+        if handler not in getattr(bpy.app.handlers, name):
+            getattr(bpy.app.handlers, name).append(handler)
     atexit.register(_shutdown)
 
 
@@ -408,5 +495,8 @@ def _shutdown() -> None:
 def unregister() -> None:
     if bpy.app.timers.is_registered(_timer):
         bpy.app.timers.unregister(_timer)
+    for name, handler in _HANDLERS:
+        if handler in getattr(bpy.app.handlers, name):
+            getattr(bpy.app.handlers, name).remove(handler)
     atexit.unregister(_shutdown)
     _shutdown()
