@@ -76,10 +76,11 @@ class Session:
             self.backend.stop()
             self.backend = None
         if self.client is not None and self.endpoint == endpoint and self.client.state != ConnectionState.CLOSED:
-            if self.client.state == ConnectionState.UNRESPONSIVE and self.backend is None and auto_start:
-                self.disconnect()  # a local backend may have died; look again below
-            else:
+            if self.client.state != ConnectionState.UNRESPONSIVE:
                 return
+            # Went silent (died, restarted, network): a fresh connection says hello again, so the
+            # status line shows the backend that answers now, and a dead local one is restarted.
+            self.disconnect()
         self.disconnect()
         local = is_local(endpoint.address)
         if not local and not bpy.app.online_access:
