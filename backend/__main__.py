@@ -109,7 +109,7 @@ def _serve(args: argparse.Namespace) -> int:
     if registry.is_tiny:
         print(f"NOTICE: {TINY_NOTICE}", flush=True)
     if not args.no_preload:
-        threading.Thread(target=pipeline.preload, name="lift3d-preload", daemon=True).start()
+        pipeline.start_preload()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -13,6 +13,7 @@ same, geometry and mesh come from the cache.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -124,17 +125,38 @@ class GenerationPipeline:
         self.last_report: JobReport | None = None
         self.last_gaussians: gs.Gaussians | None = None
         """The stage-1 result of the last job (the CLI writes it as splats.ply)."""
+        self._preloaded = threading.Event()
+        self._preloaded.set()
+
+    def start_preload(self) -> threading.Thread:
+        """Load the models every job needs in a background thread, so the server answers at once
+        and the first job starts at full speed. Jobs wait for it to finish (cancellable): importing
+        diffusers/transformers modules from two threads at once can fail half-way."""
+        self._preloaded.clear()
+        thread = threading.Thread(target=self.preload, name="lift3d-preload", daemon=True)
+        thread.start()
+        return thread
 
     def preload(self) -> None:
-        """Load the models every job needs, so the first job starts at full speed (run in a thread
-        at server start; a job arriving meanwhile waits on the registry's lock)."""
-        for name in ("novel_view", "depth", "clip", "segmenter", "refiner"):
-            try:
-                started = time.perf_counter()
-                self.registry.get(name)
-                log.info("preloaded %s in %.1f s", name, time.perf_counter() - started)
-            except Exception as exc:  # the job that needs it will report the failure with context
-                log.warning("could not preload %s: %s", name, exc)
+        try:
+            from .stages import guidance  # noqa: F401  (the stage-2 imports too, in this one thread)
+
+            for name in ("novel_view", "depth", "clip", "segmenter", "refiner"):
+                try:
+                    started = time.perf_counter()
+                    self.registry.get(name)
+                    log.info("preloaded %s in %.1f s", name, time.perf_counter() - started)
+                except Exception as exc:  # the job that needs it will report the failure with context
+                    log.warning("could not preload %s: %s", name, exc)
+        finally:
+            self._preloaded.set()
+
+    def wait_for_preload(self, ctx: StageContext) -> None:
+        if self._preloaded.is_set():
+            return
+        ctx.report("preprocess", 0, 3, "waiting for the models to load")
+        while not self._preloaded.wait(0.2):
+            ctx.check_cancelled()
 
     # --- the job --------------------------------------------------------------------------------
 
@@ -143,6 +165,7 @@ class GenerationPipeline:
         self.last_report, self.last_gaussians = report, None
         config = config_from_request(request.quality, dict(request.options))
         report.config = config.to_dict()
+        self.wait_for_preload(ctx)
         if self.registry.is_tiny:
             ctx.report("preprocess", 0, 3, f"NOTICE: {TINY_NOTICE}")
         prepared, preprocess_key = self._preprocess(request, config, ctx, report)
