@@ -27,9 +27,10 @@ def turntable(mesh: dict[str, np.ndarray], *, size: int = 256, elevation_deg: fl
               label: str = "") -> np.ndarray:
     """Eight views of the textured mesh around its vertical axis in a 4 × 2 sheet → uint8
     [2·size (+ label strip), 4·size, 3]."""
-    textured = TexturedMesh(torch.from_numpy(mesh["vertices"]).float(),
+    # as_tensor copies the arrays that arrive read-only (decoded straight from message frames).
+    textured = TexturedMesh(torch.as_tensor(np.array(mesh["vertices"], np.float32)),
                             torch.from_numpy(mesh["faces"].astype(np.int64)),
-                            torch.from_numpy(mesh["uvs"]).float(),
+                            torch.as_tensor(np.array(mesh["uvs"], np.float32)),
                             torch.from_numpy(mesh["texture"][..., :3].astype(np.float32) / 255.0))
     cameras = orbit_cameras([elevation_deg] * len(TURNTABLE_AZIMUTHS), list(map(float, TURNTABLE_AZIMUTHS)), 2.0,
                             fovy_deg=49.1, width=size, height=size)
