@@ -27,10 +27,14 @@ def _endpoint_and_connect(context) -> None:
                           models=prefs.local_models)
 
 
+def job_running() -> bool:
+    job = session.get().job
+    return job is not None and not job.finished
+
+
 def blocked_reason(context, image) -> str:
     """Why Generate cannot run now ('' when it can); shown in the panel and the tooltip."""
-    job = session.get().job
-    if job is not None and not job.finished:
+    if job_running():
         return "A job is running: wait for it or cancel it"
     if image is None:
         return "Choose an image first"
@@ -102,8 +106,7 @@ class LIFT3D_OT_regenerate(bpy.types.Operator):
         if ob is None or "lift3d_prompt" not in ob:
             cls.poll_message_set("Select an object made by Lift3D")
             return False
-        job = session.get().job
-        if job is not None and not job.finished:
+        if job_running():
             cls.poll_message_set("A job is running: wait for it or cancel it")
             return False
         return True
@@ -138,8 +141,7 @@ class LIFT3D_OT_cancel(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        job = session.get().job
-        return job is not None and not job.finished
+        return job_running()
 
     def execute(self, context):
         session.get().cancel()
@@ -154,8 +156,7 @@ class LIFT3D_OT_connect(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        job = session.get().job
-        if job is not None and not job.finished:
+        if job_running():
             # A new connection is a new client to the backend, which cancels the old client's jobs.
             cls.poll_message_set("Not while a job is running")
             return False
