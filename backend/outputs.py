@@ -38,11 +38,17 @@ def turntable(mesh: dict[str, np.ndarray], *, size: int = 256, elevation_deg: fl
         rgb = render_mesh(textured, cameras, backgrounds=torch.ones(3)).rgb  # [8, S, S, 3]
     tiles = (rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
     sheet = np.concatenate([np.concatenate(list(tiles[r * 4:(r + 1) * 4]), axis=1) for r in range(2)], axis=0)
-    if label:
-        strip = Image.new("RGB", (sheet.shape[1], 24), (200, 30, 30))
-        ImageDraw.Draw(strip).text((8, 6), label, fill=(255, 255, 255))
-        sheet = np.concatenate([np.asarray(strip), sheet], axis=0)
-    return sheet
+    return with_label(sheet, label)
+
+
+def with_label(image: np.ndarray, label: str) -> np.ndarray:
+    """[H, W, 3] uint8 with a red strip holding `label` on top (unchanged when label is empty):
+    how tiny-preset pictures say that they show noise."""
+    if not label:
+        return image
+    strip = Image.new("RGB", (image.shape[1], 24), (200, 30, 30))
+    ImageDraw.Draw(strip).text((8, 6), label, fill=(255, 255, 255))
+    return np.concatenate([np.asarray(strip), image[..., :3]], axis=0)
 
 
 def write_outputs(destination: Path, *, mesh: dict[str, np.ndarray], report: dict[str, Any],

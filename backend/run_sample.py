@@ -145,14 +145,14 @@ def _finish(final, geometry, timings, previews, total, args, preset, prompt, tin
               "faces": int(len(final.faces)), "metadata": dict(final.metadata), "tiny": tiny}
     label = "TINY PRESET: random weights, wiring check only" if tiny else ""
     written = write_outputs(args.out, mesh=mesh, report=report, label=label)
-    written.update(_render_in_blender(mesh, args.out, prompt))
+    written.update(_render_in_blender(mesh, args.out, prompt, label))
     print(f"\nDone in {total:.1f} s ({previews} splat previews received). Outputs:")
     for path in written.values():
         print(f"  {path.resolve()}")
     return 0
 
 
-def _render_in_blender(mesh: dict, out: Path, prompt: str) -> dict[str, Path]:
+def _render_in_blender(mesh: dict, out: Path, prompt: str, label: str) -> dict[str, Path]:
     """Import the received arrays with the Blender add-on's own importer (real Blender, the bpy
     module, in a child process: the backend never imports bpy) and render them with Cycles."""
     import importlib.util
@@ -176,4 +176,11 @@ def _render_in_blender(mesh: dict, out: Path, prompt: str) -> dict[str, Path]:
         print(f"  warning: the Blender render failed (the other outputs are fine):\n{result.stderr[-2000:]}",
               file=sys.stderr)
         return {}
+    if label:
+        from PIL import Image
+
+        from .outputs import with_label
+
+        render = out / "render.png"
+        Image.fromarray(with_label(np.asarray(Image.open(render).convert("RGB")), label)).save(render)
     return {"render": out / "render.png", "blend": out / "lift3d.blend"}

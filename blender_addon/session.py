@@ -267,6 +267,8 @@ class Session:
         final = message.kind == "final"
         prompt = str(message.metadata.get("prompt") or job.request.prompt)
         name = object_name(prompt)
+        if message.metadata.get("tiny"):
+            name += " (tiny models: noise)"  # test-preset output says what it is wherever it shows
         try:
             ob = importer.build_mesh_object(message, name=name, location=job.request.location,
                                             target_size=job.request.target_size,
@@ -287,6 +289,8 @@ class Session:
             if replaced is not None and replaced != ob:
                 importer.copy_transform(replaced, ob)
                 importer.remove_object(replaced)
+            if ob.name != name and name not in bpy.data.objects:
+                ob.name = name  # the untextured mesh held the name until it was removed just now
             job.final_object, job.geometry_object, job.phase = ob.name, None, Phase.DONE
             job.metadata = dict(message.metadata)
         else:

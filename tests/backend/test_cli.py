@@ -90,7 +90,8 @@ def test_run_command_generates_the_sample_through_a_local_backend(tmp_path):
 
     # The Cycles render of the mesh imported by the add-on: the object is in the picture.
     render = np.asarray(Image.open(out / "render.png").convert("RGB"), np.float32)
-    assert render.shape == (512, 512, 3) and render.std(axis=(0, 1)).mean() > 5
+    assert render.shape == (512 + 24, 512, 3) and render[24:].std(axis=(0, 1)).mean() > 5
+    assert tuple(render[2, 2]) == (200, 30, 30)  # the red "TINY" strip: tiny output is labelled
 
     report = json.loads((out / "report.json").read_text())
     assert report["tiny"] is True and report["preset"] == "draft" and report["faces"] > 100

@@ -123,7 +123,7 @@ def test_generate_previews_then_geometry_then_final_mesh(addon, tmp_path, built)
     assert (ob["lift3d_prompt"], ob["lift3d_seed"], ob["lift3d_preset"], ob["lift3d_job"]) == \
         ("a red disc", 0, "draft", job_id)
     assert ob["lift3d_image"] == "disc.png" and ob["lift3d_stage"] == "final"
-    assert ob.name.startswith("Red disc")
+    assert ob.name == "Red disc (tiny models: noise)"
     # Bottom centre at the 3D cursor, largest side = the preference's object size.
     world = np.array([ob.matrix_world @ v.co for v in ob.data.vertices])
     assert world[:, 2].min() == pytest.approx(0.5, abs=1e-4)
