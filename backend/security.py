@@ -10,7 +10,6 @@ Key folder layout (made by `python -m backend keys generate DIR`):
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import shutil
@@ -19,6 +18,8 @@ from pathlib import Path
 import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
+
+from protocol import endpoints as protocol_endpoints
 
 SERVER_DIR, CLIENTS_DIR, AUTHORIZED_DIR = "server", "clients", "authorized_clients"
 
@@ -29,21 +30,10 @@ class SecurityError(Exception):
 
 def is_local_endpoint(endpoint: str) -> bool:
     """True for ipc://, inproc:// and TCP endpoints bound to a loopback address."""
-    match = re.fullmatch(r"(\w+)://(.+)", endpoint)
-    if not match:
-        raise SecurityError(f"not a ZeroMQ endpoint: {endpoint!r} (expected e.g. tcp://127.0.0.1:5571)")
-    transport, rest = match.groups()
-    if transport in ("ipc", "inproc"):
-        return True
-    if transport != "tcp":
-        return False
-    host = rest.rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # '*', an interface name or a host name: may be reachable from outside
+        return protocol_endpoints.is_local_endpoint(endpoint)
+    except ValueError as exc:
+        raise SecurityError(str(exc)) from exc
 
 
 def check_bind_policy(endpoint: str, keys_dir: Path | None, insecure: bool) -> None:

@@ -47,14 +47,21 @@ def check_size(width: int, height: int) -> None:
                                f"and {MAX_PIXELS // 1_000_000} megapixels. Scale it down first.")
 
 
-def image_bytes(image) -> bytes:  # image: bpy.types.Image
-    """The bytes to send for `image`; raises ImageSourceError with an actionable message."""
+def unsendable(image) -> str | None:
+    """Why `image` cannot be sent at all (None when it can), with what to do instead."""
     if image.type == "RENDER_RESULT" or image.source == "VIEWER":
         # Their pixels are not reachable from Python (size reads 0 × 0).
-        raise ImageSourceError(f"'{image.name}' is a live render view; save it first (Image > Save As) and "
-                               "choose the saved image")
+        return f"'{image.name}' is a live render view; save it first (Image > Save As) and choose the saved image"
     if image.source not in ("FILE", "GENERATED"):
-        raise ImageSourceError(f"'{image.name}' is a {image.source.lower()} image; pick a still image")
+        return f"'{image.name}' is a {image.source.lower()} image; pick a still image"
+    return None
+
+
+def image_bytes(image) -> bytes:  # image: bpy.types.Image
+    """The bytes to send for `image`; raises ImageSourceError with an actionable message."""
+    reason = unsendable(image)
+    if reason:
+        raise ImageSourceError(reason)
     # Painted or edited since it was loaded: the pixels, not the file, are what the artist sees.
     if not image.is_dirty:
         data = _file_bytes(image)

@@ -185,15 +185,22 @@ def _without_degenerate(faces: np.ndarray) -> np.ndarray:
     return faces[~degenerate] if degenerate.any() else faces
 
 
-def _placed_vertices(vertices: np.ndarray, target_size: float | None) -> np.ndarray:
-    """[V, 3] float32 moved so the bbox bottom centre is the origin, scaled so the largest bbox
-    dimension is `target_size` (kept as is for None or a zero-size bbox)."""
-    v = vertices.astype(np.float64)
-    lo, hi = v.min(axis=0), v.max(axis=0)
+def placement(points: np.ndarray, target_size: float | None) -> tuple[float, np.ndarray]:
+    """(scale, anchor [3]) for points [N, 3]: `(points - anchor) * scale` puts the bbox bottom
+    centre at the origin with the largest bbox dimension = `target_size` (scale 1 for None or a
+    zero-size bbox). The live preview is placed by the same rule, so the mesh replaces it in place."""
+    p = points.astype(np.float64)
+    lo, hi = p.min(axis=0), p.max(axis=0)
     anchor = np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, lo[2]])
     extent = float((hi - lo).max())
     scale = target_size / extent if target_size is not None and extent > 0 else 1.0
-    return ((v - anchor) * scale).astype(np.float32)
+    return scale, anchor
+
+
+def _placed_vertices(vertices: np.ndarray, target_size: float | None) -> np.ndarray:
+    """[V, 3] float32 placed by `placement`."""
+    scale, anchor = placement(vertices, target_size)
+    return ((vertices.astype(np.float64) - anchor) * scale).astype(np.float32)
 
 
 def _fill_geometry(me: "bpy.types.Mesh", vertices: np.ndarray, faces: np.ndarray) -> None:

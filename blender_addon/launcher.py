@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+from .wire import is_local_endpoint
 
 
 def tcp_host_port(address: str) -> tuple[str, int] | None:
@@ -32,8 +32,12 @@ def tcp_host_port(address: str) -> tuple[str, int] | None:
 
 
 def is_local(address: str) -> bool:
-    hp = tcp_host_port(address)
-    return hp is not None and hp[0] in LOCAL_HOSTS
+    """On this machine (loopback TCP, ipc, inproc); a malformed address is not (connecting to it
+    reports the problem)."""
+    try:
+        return is_local_endpoint(address)
+    except ValueError:
+        return False
 
 
 def is_listening(address: str, timeout_s: float = 0.2) -> bool:

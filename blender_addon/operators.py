@@ -13,7 +13,7 @@ from bpy.props import StringProperty
 from bpy_extras.io_utils import ImportHelper
 
 from . import preferences, session
-from .image_source import ImageSourceError, image_bytes
+from .image_source import ImageSourceError, image_bytes, unsendable
 from .jobs import JobRequest
 
 
@@ -27,18 +27,13 @@ def _endpoint_and_connect(context) -> None:
                           models=prefs.local_models)
 
 
-def job_running() -> bool:
-    job = session.get().job
-    return job is not None and not job.finished
-
-
 def blocked_reason(context, image) -> str:
     """Why Generate cannot run now ('' when it can); shown in the panel and the tooltip."""
-    if job_running():
+    if session.get().busy:
         return "A job is running: wait for it or cancel it"
     if image is None:
         return "Choose an image first"
-    if image.type == "RENDER_RESULT" or image.source not in ("FILE", "GENERATED"):
+    if unsendable(image):
         return f"'{image.name}' is not a saved still image"
     return ""
 
@@ -106,7 +101,7 @@ class LIFT3D_OT_regenerate(bpy.types.Operator):
         if ob is None or "lift3d_prompt" not in ob:
             cls.poll_message_set("Select an object made by Lift3D")
             return False
-        if job_running():
+        if session.get().busy:
             cls.poll_message_set("A job is running: wait for it or cancel it")
             return False
         return True
@@ -141,7 +136,7 @@ class LIFT3D_OT_cancel(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return job_running()
+        return session.get().busy
 
     def execute(self, context):
         session.get().cancel()
@@ -156,7 +151,7 @@ class LIFT3D_OT_connect(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        if job_running():
+        if session.get().busy:
             # A new connection is a new client to the backend, which cancels the old client's jobs.
             cls.poll_message_set("Not while a job is running")
             return False

@@ -58,7 +58,7 @@ class LIFT3D_PT_main(_Sidebar, bpy.types.Panel):
         layout.prop(settings, "seed")
 
         job = sess.job
-        if job is not None and not job.finished:
+        if sess.busy:
             layout.progress(factor=job.progress_factor(), type="BAR", text=job.progress_text())
             if job.note:
                 _wrapped(layout, job.note, icon="INFO")

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import importer, preview
 from .jobs import Job, JobRequest, Phase, object_name
-from .launcher import BackendProcess, is_listening, is_local
+from .launcher import BackendProcess, is_listening, is_local, tcp_host_port
 from .wire import Client, ConnectionState, CurveKeys, ProtocolError
 
 POLL_BUDGET_MS = 10.0
@@ -57,9 +57,14 @@ class Session:
         """The most recent finished job (its error or result stays on the panel)."""
         self.preview_points = 50_000
         self.error: tuple[str, str] | None = None
+        """(message, hint) of the last problem, shown on the panel until the next job starts."""
         self.job_client: Client | None = None
         """The connection the job was sent on: the backend cancels a job whose client goes away."""
-        """(message, hint) of the last problem, shown on the panel until the next job starts."""
+
+    @property
+    def busy(self) -> bool:
+        """A job is in flight (Generate, Regenerate and Connect wait for it to end)."""
+        return self.job is not None and not self.job.finished
 
     # -- connection ------------------------------------------------------------------------
 
@@ -75,19 +80,21 @@ class Session:
             self.disconnect()  # the preferences changed: replace the backend this session started
             self.backend.stop()
             self.backend = None
-        if self.client is not None and self.endpoint == endpoint and self.client.state != ConnectionState.CLOSED:
-            if self.client.state != ConnectionState.UNRESPONSIVE:
-                return
-            # Went silent (died, restarted, network): a fresh connection says hello again, so the
-            # status line shows the backend that answers now, and a dead local one is restarted.
-            self.disconnect()
+        # A connection that went silent (died, restarted, network) is replaced too: a fresh one says
+        # hello again, so the status line shows the backend that answers now, and a dead local one
+        # is restarted.
+        if (self.client is not None and self.endpoint == endpoint
+                and self.client.state not in (ConnectionState.CLOSED, ConnectionState.UNRESPONSIVE)):
+            return
         self.disconnect()
         local = is_local(endpoint.address)
         if not local and not bpy.app.online_access:
             raise ConnectError(f"{endpoint.address} is on another machine and Blender's online access is off",
                                "Allow it in Preferences > System > Network > Allow Online Access, or use a "
                                "backend on this machine (tcp://127.0.0.1:5571).")
-        if auto_start and local and not endpoint.keys_dir and not is_listening(endpoint.address):
+        # Only a TCP address can be probed (and a backend started for it); ipc/inproc are left alone.
+        if (auto_start and local and not endpoint.keys_dir and tcp_host_port(endpoint.address)
+                and not is_listening(endpoint.address)):
             self._start_backend(endpoint.address, python, models)
         keys = None
         if endpoint.keys_dir:
@@ -127,7 +134,7 @@ class Session:
     def shutdown(self) -> None:
         """Unregister / Blender exit: cancel the job (removing its objects), close the socket and
         stop the backend this session started."""
-        if self.job is not None and not self.job.finished:
+        if self.busy:
             self.abandon("the add-on was disabled", clean_scene=True)
         self.disconnect()
         if self.backend is not None:
@@ -172,7 +179,7 @@ class Session:
     # -- jobs ------------------------------------------------------------------------------
 
     def submit(self, request: JobRequest) -> Job:
-        if self.job is not None and not self.job.finished:
+        if self.busy:
             raise RuntimeError("a job is already running")
         if self.client is None:
             raise ConnectError("not connected", START_HINT)
@@ -256,11 +263,11 @@ class Session:
                                     collection=_collection(job))
         # Place and size the cloud as the importer will place the mesh (bottom centre at the cursor,
         # largest side = object size), so the mesh replaces it without a jump.
-        placement = normalising_transform(np.asarray(message.positions, np.float32), job.request.target_size)
-        if placement is not None:
-            scale, offset = placement
+        points = np.asarray(message.positions, np.float32)
+        if len(points) and np.isfinite(points).all():
+            scale, anchor = importer.placement(points, job.request.target_size)
             ob.scale = (scale, scale, scale)
-            ob.location = tuple(np.asarray(job.request.location) + offset)
+            ob.location = tuple(np.asarray(job.request.location) - scale * anchor)
         job.previews += 1
 
     def _import(self, job: Job, message) -> None:
@@ -272,7 +279,8 @@ class Session:
         try:
             ob = importer.build_mesh_object(message, name=name, location=job.request.location,
                                             target_size=job.request.target_size,
-                                            properties=result_properties(job, message), collection=_collection(job))
+                                            properties=result_properties(job, message, prompt),
+                                            collection=_collection(job))
         except (ValueError, RuntimeError, MemoryError) as exc:
             traceback.print_exc()
             job.fail(f"could not build the {message.kind} mesh in Blender: {exc}",
@@ -356,23 +364,11 @@ class Session:
         self.job, self.last_job = None, job
 
 
-def normalising_transform(points: np.ndarray, target_size: float | None) -> tuple[float, np.ndarray] | None:
-    """(uniform scale, offset) putting the points' bounding box bottom centre at the origin with the
-    largest side = target_size — the same rule the importer applies to meshes."""
-    if len(points) == 0 or not np.isfinite(points).all():
-        return None
-    lo, hi = points.min(axis=0), points.max(axis=0)
-    extent = float((hi - lo).max())
-    scale = target_size / extent if target_size and extent > 0 else 1.0
-    offset = -scale * np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, lo[2]], np.float64)
-    return scale, offset
-
-
-def result_properties(job: Job, message) -> dict[str, object]:
+def result_properties(job: Job, message, prompt: str) -> dict[str, object]:
+    """Custom properties of a result object: what Regenerate needs, and what made it."""
     import json
 
     request = job.request
-    prompt = str(message.metadata.get("prompt") or request.prompt)
     return {
         "lift3d_prompt": prompt, "lift3d_seed": request.seed, "lift3d_preset": request.quality,
         "lift3d_job": job.id or "", "lift3d_stage": message.kind,
@@ -475,7 +471,7 @@ def _timer() -> float:
     except Exception as exc:  # noqa: BLE001 - a raising timer is silently dropped by Blender: report, keep ticking
         traceback.print_exc()
         job = session.job
-        if job is not None and not job.finished:
+        if session.busy:
             job.fail(f"internal error in the Lift3D add-on: {exc!r}", "Please report it with the console output.")
             session._finish(job)
         return IDLE_INTERVAL_S

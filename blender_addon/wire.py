@@ -9,10 +9,10 @@ from __future__ import annotations
 
 try:
     from .vendor import protocol
-    from .vendor.protocol import client
+    from .vendor.protocol import client, endpoints
 except ImportError:  # a development checkout: blender_addon/ next to protocol/
     import protocol
-    from protocol import client
+    from protocol import client, endpoints
 
 Client = client.Client
 CurveKeys = client.CurveKeys
@@ -20,6 +20,7 @@ ConnectionState = client.ConnectionState
 ProtocolError = protocol.ProtocolError
 DEFAULT_ADDRESS = protocol.DEFAULT_ADDRESS
 image_format = protocol.image_format
+is_local_endpoint = endpoints.is_local_endpoint
 
 __all__ = ["Client", "ConnectionState", "CurveKeys", "DEFAULT_ADDRESS", "ProtocolError", "client", "image_format",
-           "protocol"]
+           "is_local_endpoint", "protocol"]

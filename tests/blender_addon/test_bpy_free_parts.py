@@ -60,6 +60,8 @@ def test_addresses():
     assert tcp_host_port("tcp://127.0.0.1:5571") == ("127.0.0.1", 5571)
     assert tcp_host_port("ipc:///tmp/x") is None and tcp_host_port("tcp://host") is None
     assert is_local("tcp://localhost:1") and not is_local("tcp://gpu-box:5571")
+    # The backend's bind policy and the add-on share one rule (protocol.endpoints).
+    assert is_local("tcp://127.8.9.1:1") and is_local("ipc:///tmp/lift3d") and not is_local("nonsense")
     assert not is_listening(free_tcp_endpoint())
 
 
