@@ -1,4 +1,6 @@
-"""Lift3D wire protocol: message dataclasses, a versioned envelope codec and wire limits.
+"""Lift3D wire protocol: message dataclasses, a versioned envelope codec, wire limits, and the
+contracts both sides share: request kinds and stage names (`kinds`) and every request option
+(`options`).
 
 Imports only the standard library, msgpack and numpy. `protocol.client` (the ZeroMQ client)
 is a separate module and is not imported here, so the codec stays free of zmq.
@@ -6,7 +8,8 @@ is a separate module and is not imported here, so the codec stays free of zmq.
 
 from .codec import Envelope, decode, encode, new_id, peek_ids
 from .errors import ProtocolError
-from .limits import DEFAULT_ADDRESS, DEFAULT_HOST, DEFAULT_PORT, PROTOCOL_VERSION
+from .kinds import RequestKind, Stage
+from .limits import DEFAULT_ADDRESS, DEFAULT_HOST, DEFAULT_PORT, PROTOCOL_VERSION, ProtocolVersion
 from .messages import (
     FAILURE_CODES,
     MESSAGE_TYPES,
@@ -18,6 +21,7 @@ from .messages import (
     Heartbeat,
     Hello,
     Mesh,
+    MeshMetadata,
     Message,
     Preview,
     Progress,
@@ -25,10 +29,11 @@ from .messages import (
     image_format,
     is_terminal,
 )
+from .options import OptionError
 
 __all__ = [
     "DEFAULT_ADDRESS", "DEFAULT_HOST", "DEFAULT_PORT", "FAILURE_CODES", "MESSAGE_TYPES", "PROTOCOL_VERSION",
     "Accepted", "Cancel", "Cancelled", "Envelope", "Failed", "Generate", "Heartbeat", "Hello", "Mesh",
-    "Message", "Preview", "Progress", "ProtocolError", "Welcome", "decode", "encode", "image_format",
-    "is_terminal", "new_id", "peek_ids",
+    "MeshMetadata", "Message", "OptionError", "Preview", "Progress", "ProtocolError", "ProtocolVersion",
+    "RequestKind", "Stage", "Welcome", "decode", "encode", "image_format", "is_terminal", "new_id", "peek_ids",
 ]

@@ -52,7 +52,7 @@ class CurveKeys:
 
     @classmethod
     def from_dir(cls, keys_dir: str | Path, client: str = "client") -> CurveKeys:
-        """Keys from a folder made by `python -m backend keys generate` (see backend/security.py)."""
+        """Keys from a folder made by `python -m backend keys generate` (see backend/serving/security.py)."""
         keys_dir = Path(keys_dir)
         return cls.from_files(keys_dir / "clients" / f"{client}.key_secret", keys_dir / "server" / "server.key")
 

@@ -1,10 +1,16 @@
 """Envelope codec: `[msgpack header, msgpack body, *raw frames]`.
 
-The header is `{v, type, msg_id, job_id}`. The body maps field names to scalars, or, for
-arrays and blobs, to a descriptor `{"frame": k, "dtype", "shape"}` / `{"frame": k, "nbytes"}`
-pointing at raw frame `k` (0-based after the body). Arrays decode as read-only numpy views
-on the received frames (zero copy). Nothing here imports zmq: frames are anything exposing
-the buffer protocol, or a `.buffer` attribute (pyzmq's `Frame`).
+The header is `{v: [major, minor], type, msg_id, job_id}`. The body maps field names to
+scalars, or, for arrays and blobs, to a descriptor `{"frame": k, "dtype", "shape"}` /
+`{"frame": k, "nbytes"}` pointing at raw frame `k` (0-based after the body). Arrays decode as
+read-only numpy views on the received frames (zero copy). Nothing here imports zmq: frames are
+anything exposing the buffer protocol, or a `.buffer` attribute (pyzmq's `Frame`).
+
+Versions: a message of another major version is refused (`unsupported_version`, naming both).
+Within a major, header keys and body fields this side does not know are ignored (with any frame
+they describe), and a field left out takes its default — so a newer minor version can add
+optional fields, and an older peer's messages still decode. Fields without a default stay
+required, and every known field is checked as strictly as ever.
 """
 
 from __future__ import annotations
@@ -20,11 +26,12 @@ import msgpack
 import numpy as np
 
 from .errors import ProtocolError
-from .limits import MAX_BODY_BYTES, MAX_FRAMES, MAX_HEADER_BYTES, MAX_ID_CHARS, PROTOCOL_VERSION
+from .limits import MAX_BODY_BYTES, MAX_FRAMES, MAX_HEADER_BYTES, MAX_ID_CHARS, PROTOCOL_VERSION, ProtocolVersion
 from .messages import MESSAGE_TYPES, Message
-from .schema import WIRE_DTYPES, FieldSchema, check_array_shape, check_scalar, schema_of
+from .schema import WIRE_DTYPES, FieldSchema, check_array_shape, check_scalar, default_of, schema_of
 
 HEADER_KEYS = frozenset({"v", "type", "msg_id", "job_id"})
+"""The keys every header has; a newer minor version may add more, which are ignored."""
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
 
 # Message ids: a per-process random prefix plus a counter is unique enough and ~10x cheaper
@@ -42,7 +49,8 @@ class Envelope:
     message: Message
     msg_id: str
     job_id: str | None = None
-    version: int = PROTOCOL_VERSION
+    version: ProtocolVersion = PROTOCOL_VERSION
+    """The sender's protocol version (same major as this side's; the minor may differ)."""
 
     @property
     def type(self) -> str:
@@ -55,7 +63,7 @@ def encode(message: Message, job_id: str | None = None, msg_id: str | None = Non
     if MESSAGE_TYPES.get(cls.TYPE) is not cls:
         raise ProtocolError(f"{cls.__name__} is not a protocol message")
     _check_id(job_id, "job_id", optional=True)
-    header = {"v": PROTOCOL_VERSION, "type": cls.TYPE, "msg_id": msg_id or new_id(), "job_id": job_id}
+    header = {"v": list(PROTOCOL_VERSION), "type": cls.TYPE, "msg_id": msg_id or new_id(), "job_id": job_id}
     body: dict[str, Any] = {}
     frames: list[Any] = []
     dims: dict[str, int] = {}
@@ -76,9 +84,12 @@ def encode(message: Message, job_id: str | None = None, msg_id: str | None = Non
         elif field.kind in ("array", "bytes"):
             check_scalar(field, None, where)  # raises unless optional
             body[field.name] = None
+        elif field.kind == "record" and value is not None and not isinstance(value, field.record):
+            raise ProtocolError(f"{where}: field '{field.name}' must be a {field.record.__name__}, "
+                                f"got {type(value).__name__}")
         else:
             body[field.name] = check_scalar(field, value, where)
-    message.validate()  # after the per-field checks, which it relies on
+    message.validate_outgoing()  # after the per-field checks, which it relies on
     return [msgpack.packb(header), msgpack.packb(body), *frames]
 
 
@@ -90,30 +101,30 @@ def decode(frames: Sequence[Any]) -> Envelope:
         raise ProtocolError(f"a message may have at most {MAX_FRAMES} frames, got {len(frames)}", "too_large")
     buffers = [_buffer(f) for f in frames]
     header = _unpack(buffers[0], MAX_HEADER_BYTES, "header")
-    cls, msg_id, job_id = _check_header(header)
+    cls, msg_id, job_id, version = _check_header(header)
     body = _unpack(buffers[1], MAX_BODY_BYTES, f"{cls.TYPE} body")
     if not isinstance(body, dict):
         raise ProtocolError(f"{cls.TYPE}: the body must be a map, got {type(body).__name__}")
     message = _decode_body(cls, body, buffers[2:])
-    return Envelope(message=message, msg_id=msg_id, job_id=job_id, version=header["v"])
+    return Envelope(message=message, msg_id=msg_id, job_id=job_id, version=version)
 
 
 def _decode_body(cls: type[Message], body: dict[str, Any], data_frames: list[memoryview]) -> Message:
     where = cls.TYPE
     schema = schema_of(cls)
     names = {f.name for f in schema}
-    missing = names - body.keys()
-    extra = body.keys() - names
+    missing = sorted(f.name for f in schema if f.name not in body and not f.has_default)
     if missing:
-        raise ProtocolError(f"{where}: missing field(s) {sorted(missing)}")
-    if extra:
-        names = sorted(str(name)[:40] for name in extra)
-        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
-        raise ProtocolError(f"{where}: unknown field(s) {shown}")
+        raise ProtocolError(f"{where}: missing field(s) {missing}")
     values: dict[str, Any] = {}
     used: set[int] = set()
     dims: dict[str, int] = {}
+    for name in body.keys() - names:  # a newer minor version's field: skipped, with its frame
+        _claim_unknown_frame(where, name, body[name], data_frames, used)
     for field in schema:
+        if field.name not in body:
+            values[field.name] = default_of(cls, field.name)
+            continue
         raw = body[field.name]
         if field.kind in ("array", "bytes") and raw is not None:
             values[field.name] = _decode_frame_field(cls, field, raw, data_frames, used, dims)
@@ -124,6 +135,17 @@ def _decode_body(cls: type[Message], body: dict[str, Any], data_frames: list[mem
     message = cls(**values)
     message.validate()
     return message
+
+
+def _claim_unknown_frame(where: str, name: Any, raw: Any, data_frames: list[memoryview], used: set[int]) -> None:
+    """An unknown field that describes a frame owns that frame: it must exist and not be shared."""
+    if not isinstance(raw, dict) or "frame" not in raw:
+        return
+    index = raw["frame"]
+    if not _is_int(index) or not 0 <= index < len(data_frames) or index in used:
+        raise ProtocolError(f"{where}: unknown field {str(name)[:40]!r} refers to frame {index!r:.20}, which "
+                            f"does not exist or is claimed twice")
+    used.add(index)
 
 
 def _decode_frame_field(cls: type[Message], field: FieldSchema, raw: Any, data_frames: list[memoryview],
@@ -168,25 +190,33 @@ def _decode_frame_field(cls: type[Message], field: FieldSchema, raw: Any, data_f
     return arr
 
 
-def _check_header(header: Any) -> tuple[type[Message], str, str | None]:
+def _check_header(header: Any) -> tuple[type[Message], str, str | None, ProtocolVersion]:
     if not isinstance(header, dict):
         raise ProtocolError("the header must be a map")
-    if header.keys() != HEADER_KEYS:
-        raise ProtocolError(f"the header must have exactly the keys {sorted(HEADER_KEYS)}, "
-                            f"got {sorted(map(str, header.keys()))}")
-    version = header["v"]
-    if not _is_int(version):
-        raise ProtocolError("header 'v' must be an integer")
-    if version != PROTOCOL_VERSION:
-        raise ProtocolError(f"protocol version {version} is not supported (this side speaks {PROTOCOL_VERSION}); "
-                            "update the add-on and the backend to the same release", "unsupported_version")
+    if not HEADER_KEYS <= header.keys():
+        raise ProtocolError(f"the header must have the keys {sorted(HEADER_KEYS)}, got {sorted(map(str, header.keys()))}")
+    version = peer_version(header["v"])
+    if version.major != PROTOCOL_VERSION.major:
+        raise ProtocolError(f"the other side speaks Lift3D protocol {version} and this side speaks "
+                            f"{PROTOCOL_VERSION}; install the same Lift3D release (or one with protocol "
+                            f"{PROTOCOL_VERSION.major}.x) for the Blender add-on and the backend", "unsupported_version")
     kind = header["type"]
     cls = MESSAGE_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise ProtocolError(f"unknown message type {kind!r:.80}")
     _check_id(header["msg_id"], "msg_id", optional=False)
     _check_id(header["job_id"], "job_id", optional=True)
-    return cls, header["msg_id"], header["job_id"]
+    return cls, header["msg_id"], header["job_id"], version
+
+
+def peer_version(value: Any) -> ProtocolVersion:
+    """Header 'v' → (major, minor). Release 1 sent a bare integer, read as (n, 0) so that it is
+    refused with both versions named instead of as malformed."""
+    if _is_int(value) and value >= 0:
+        return ProtocolVersion(value, 0)
+    if isinstance(value, list) and len(value) == 2 and all(_is_int(v) and v >= 0 for v in value):
+        return ProtocolVersion(*value)
+    raise ProtocolError(f"header 'v' must be [major, minor], got {value!r:.40}")
 
 
 def _check_id(value: Any, name: str, optional: bool) -> None:

@@ -3,7 +3,24 @@
 Defined once here; the backend, the client, the CLI and the Blender add-on all import them.
 """
 
-PROTOCOL_VERSION = 1
+from typing import NamedTuple
+
+
+class ProtocolVersion(NamedTuple):
+    """major.minor. Peers of the same major talk: a newer minor only adds optional fields (with
+    defaults), message types and enumeration values, which an older peer ignores. A major
+    change is refused with a message naming both versions."""
+
+    major: int
+    minor: int
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}"
+
+
+# 2.0: major.minor versions, fields with defaults may be left out and unknown fields are ignored,
+# typed mesh metadata, request options checked against protocol/options.py before `accepted`.
+PROTOCOL_VERSION = ProtocolVersion(2, 0)
 
 DEFAULT_PORT = 5571
 DEFAULT_HOST = "127.0.0.1"

@@ -12,6 +12,9 @@ Conversation (all messages of a job carry its `job_id` in the header; the client
                           ◄──       mesh(final) | failed | cancelled
     cancel (job_id)       ──►                                (any time)
     heartbeat             ◄─►                                (both ways, every second)
+
+Every field added after protocol 2.0 must have a default (see `schema`): a peer of an older
+minor version leaves it out, one of a newer minor version sends fields this side ignores.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from .limits import (
     MAX_PROMPT_CHARS,
     MAX_TEXTURE_SIDE,
 )
-from .schema import F16, F32, I8, I32, U8, U32, Json, array, blob, integer, text
+from .schema import F16, F32, I8, I32, U8, U32, Json, Record, array, blob, integer, text
 
 IMAGE_MAGIC = {
     "png": (b"\x89PNG\r\n\x1a\n",),
@@ -61,6 +64,11 @@ class Message:
     def validate(self) -> None:
         """Rules that involve several fields; the codec calls it on encode and on decode."""
 
+    def validate_outgoing(self) -> None:
+        """Rules for what this side sends (the codec calls it on encode): stricter than
+        `validate` where a newer peer may send values this side does not know yet."""
+        self.validate()
+
 
 @dataclass(frozen=True, kw_only=True)
 class Hello(Message):
@@ -75,7 +83,8 @@ class Welcome(Message):
     """The backend describes itself; the add-on shows this as connection status."""
 
     TYPE: ClassVar[str] = "welcome"
-    protocol_version: int = integer(0)
+    protocol: str = text(MAX_NAME_CHARS)
+    """The backend's protocol version, "major.minor"."""
     backend_version: str = text(MAX_NAME_CHARS)
     device: str = text(MAX_NAME_CHARS)
     gpu_name: str | None = text(200)
@@ -83,6 +92,11 @@ class Welcome(Message):
     model_preset: str = text(MAX_NAME_CHARS)
     quality_presets: list[str] = text(MAX_NAME_CHARS)
     heartbeat_interval_s: float
+    request_kinds: list[str] = text(MAX_NAME_CHARS, default_factory=list)
+    """The request kinds this backend serves (protocol/kinds.py)."""
+    options: list[str] = text(MAX_NAME_CHARS, default_factory=list)
+    """The request options this backend accepts (protocol/options.py); a newer add-on leaves
+    out the ones an older backend does not list instead of having the job refused."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,6 +161,24 @@ MESH_KINDS = ("geometry", "final")
 
 
 @dataclass(frozen=True, kw_only=True)
+class MeshMetadata(Record):
+    """What made a mesh: shown on the result object and used by Regenerate."""
+
+    prompt: str = text(MAX_PROMPT_CHARS, default="")
+    """The prompt the texture was made with, in full (the caption when the artist gave none)."""
+    captioned: bool = False
+    """`prompt` was written by the captioner."""
+    seed: int = integer(0, 2**32 - 1, default=0)
+    quality: str = text(MAX_NAME_CHARS, default="")
+    models: str = text(MAX_NAME_CHARS, default="")
+    """The backend's model preset (full or tiny)."""
+    tiny: bool = False
+    """Made with the tiny preset's random weights: the result is noise."""
+    cache: dict[str, str] = text(16, default_factory=dict)
+    """stage → "hit" (reused from the backend's result cache) or "miss" (computed)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class Mesh(Message):
     """A triangle mesh. `geometry` arrives first (so a texture failure still leaves a result),
     `final` replaces it. UVs and normals are per vertex (seams are split vertices)."""
@@ -162,7 +194,7 @@ class Mesh(Message):
     normals: np.ndarray | None = array(("V", 3), {F32, F16}, default=None)
     vertex_colors: np.ndarray | None = array(("V", (3, 4)), {U8}, default=None)
     texture: np.ndarray | None = array(("H", "W", (3, 4)), {U8}, default=None)
-    metadata: Json = field(default_factory=dict)
+    metadata: MeshMetadata = field(default_factory=MeshMetadata)
 
     def validate(self) -> None:
         if self.kind not in MESH_KINDS:
@@ -200,7 +232,9 @@ class Failed(Message):
     stage: str | None = text(MAX_NAME_CHARS, default=None)
     in_reply_to: str | None = text(MAX_NAME_CHARS, default=None)
 
-    def validate(self) -> None:
+    def validate_outgoing(self) -> None:
+        # Received codes are not checked: a newer backend may add codes, and an artist must still
+        # see the failure (the add-on treats an unknown code like pipeline_error).
         if self.code not in FAILURE_CODES:
             raise ProtocolError(f"failed: unknown code {self.code!r}")
 

@@ -1,10 +1,14 @@
 """Field schemas derived from the message dataclasses, and the value checks behind them.
 
 Each message is a frozen dataclass; its annotations say what a field may hold:
-`str`, `int`, `float`, `bool`, `list[str]`, `Json` (a small JSON-like dict), `bytes`
-(a blob carried as a raw frame) and `np.ndarray` (an array carried as a raw frame and
-described by an `ArraySpec`). `X | None` makes a field optional. The codec reads the
-schema once per class, so encoding and decoding apply exactly the same rules.
+`str`, `int`, `float`, `bool`, `list[str]`, `dict[str, str]`, `Json` (a small JSON-like dict), a
+`Record` (a frozen dataclass of scalar fields, sent as a map), `bytes` (a blob carried as a raw
+frame) and `np.ndarray` (an array carried as a raw frame and described by an `ArraySpec`).
+`X | None` makes a field nullable. The codec reads the schema once per class, so encoding and
+decoding apply exactly the same rules.
+
+Evolving a message within a protocol major version: add fields with a default only. A receiver
+fills a missing field from its default and ignores fields it does not know (see `codec`).
 """
 
 from __future__ import annotations
@@ -43,16 +47,25 @@ class ArraySpec:
     dtypes: frozenset[str]
 
 
+class Record:
+    """Base of the typed maps a message field can hold (e.g. `MeshMetadata`): a frozen
+    dataclass whose fields are scalars with defaults, sent as a msgpack map."""
+
+
 @dataclass(frozen=True)
 class FieldSchema:
     name: str
-    kind: str  # "str" | "int" | "float" | "bool" | "list[str]" | "json" | "bytes" | "array"
+    kind: str  # "str" | "int" | "float" | "bool" | "list[str]" | "map[str]" | "json" | "record" | "bytes" | "array"
     optional: bool
+    """Nullable: None is a valid value."""
+    has_default: bool = False
+    """May be left out by a sender (an older minor version); the receiver fills in the default."""
     max_chars: int = MAX_TEXT_CHARS
     min_value: int | None = None
     max_value: int | None = None
     max_bytes: int | None = None
     array: ArraySpec | None = None
+    record: type | None = None
 
 
 _KINDS: dict[Any, str] = {
@@ -61,6 +74,7 @@ _KINDS: dict[Any, str] = {
     float: "float",
     bool: "bool",
     list[str]: "list[str]",
+    dict[str, str]: "map[str]",
     Json: "json",
     bytes: "bytes",
     np.ndarray: "array",
@@ -90,14 +104,28 @@ def schema_of(cls: type) -> tuple[FieldSchema, ...]:
     out = []
     for f in dataclasses.fields(cls):
         annotation, optional = _strip_optional(hints[f.name])
-        kind = _KINDS.get(annotation)
+        meta = dict(f.metadata)
+        if isinstance(annotation, type) and issubclass(annotation, Record):
+            kind = "record"
+            meta["record"] = annotation
+            schema_of(annotation)  # its fields are checked now, not at the first message
+        else:
+            kind = _KINDS.get(annotation)
         if kind is None:
             raise TypeError(f"{cls.__name__}.{f.name}: unsupported wire type {annotation!r}")
-        meta = dict(f.metadata)
         if kind == "array" and "array" not in meta:
             raise TypeError(f"{cls.__name__}.{f.name}: array fields need protocol.schema.array(...)")
-        out.append(FieldSchema(name=f.name, kind=kind, optional=optional, **meta))
+        has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        if issubclass(cls, Record) and (kind in ("bytes", "array", "record") or not has_default):
+            raise TypeError(f"{cls.__name__}.{f.name}: record fields must be scalars with a default")
+        out.append(FieldSchema(name=f.name, kind=kind, optional=optional, has_default=has_default, **meta))
     return tuple(out)
+
+
+def default_of(cls: type, name: str) -> Any:
+    """The default of field `name` of dataclass `cls` (for a field a sender left out)."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
 def _strip_optional(annotation: Any) -> tuple[Any, bool]:
@@ -142,13 +170,34 @@ def check_scalar(field: FieldSchema, value: Any, where: str) -> Any:
                 "a list of strings", where)
         if len(value) > MAX_OPTIONS or any(len(v) > field.max_chars for v in value):
             raise ProtocolError(f"{where}: field '{field.name}' is too long", "too_large")
+    elif kind == "map[str]":
+        _expect(isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()),
+                field, value, "a map of strings to strings", where)
+        if len(value) > MAX_OPTIONS or any(len(k) > 64 or len(v) > field.max_chars for k, v in value.items()):
+            raise ProtocolError(f"{where}: field '{field.name}' is too long", "too_large")
     elif kind == "json":
         _expect(isinstance(value, dict), field, value, "a map", where)
         budget = [MAX_OPTIONS]
         _check_json(value, 0, budget, f"{where}: field '{field.name}'")
+    elif kind == "record":
+        value = _check_record(field, value, where)
     else:  # pragma: no cover - frames are checked by the codec
         raise AssertionError(kind)
     return value
+
+
+def _check_record(field: FieldSchema, value: Any, where: str) -> Any:
+    """A record instance (encoding: returned as a checked map) or a received map (decoding:
+    returned as the record; unknown keys ignored, missing ones take their defaults)."""
+    cls = field.record
+    inner = f"{where}: field '{field.name}'"
+    if isinstance(value, cls):
+        return {sub.name: check_scalar(sub, getattr(value, sub.name), inner) for sub in schema_of(cls)}
+    _expect(isinstance(value, dict), field, value, f"a {cls.__name__} map", where)
+    if len(value) > MAX_OPTIONS:
+        raise ProtocolError(f"{inner} has more than {MAX_OPTIONS} entries", "too_large")
+    values = {sub.name: check_scalar(sub, value[sub.name], inner) for sub in schema_of(cls) if sub.name in value}
+    return cls(**values)
 
 
 def _check_json(value: Any, depth: int, budget: list[int], where: str) -> None:

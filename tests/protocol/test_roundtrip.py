@@ -64,6 +64,10 @@ def _value(cls, field, dims):
         return st.lists(st.text(max_size=20), max_size=5)
     if kind == "json":
         return JSON
+    if kind == "map[str]":
+        return st.dictionaries(st.text(max_size=20), st.text(max_size=min(field.max_chars, 16)), max_size=5)
+    if kind == "record":
+        return st.builds(field.record, **{sub.name: _value(field.record, sub, dims) for sub in schema_of(field.record)})
     if kind == "bytes":
         return st.binary(max_size=256)
     assert kind == "array"
@@ -154,4 +158,4 @@ def test_message_ids_are_unique():
     ids = {new_id() for _ in range(10_000)}
     assert len(ids) == 10_000
     env = decode(encode(Generate(image=PNG_MAGIC, prompt="", quality="draft", seed=0), job_id="j"))
-    assert env.msg_id and env.version == 1
+    assert env.msg_id and env.version == (2, 0) and str(env.version) == "2.0"

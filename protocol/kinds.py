@@ -1,0 +1,55 @@
+"""Request kinds and the stages each one reports, defined once for both sides.
+
+The backend reports progress with these stage names (`StageContext.report(Stage.GEOMETRY, ...)`),
+the add-on turns them into one progress bar with the spans below, and the panel shows their
+labels. A newer backend may report a stage this side does not know (a minor protocol addition):
+the progress bar then holds still and the raw name is shown.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RequestKind(StrEnum):
+    """What a job makes. Only `generate` exists so far; `texture` (paint the artist's mesh),
+    `scene` (text to a scene along a camera path) and `enhance` (the fixer on a render) come next."""
+
+    GENERATE = "generate"
+
+
+class Stage(StrEnum):
+    PREPROCESS = "preprocess"
+    PSEUDO_VIEWS = "pseudo views"
+    GEOMETRY = "geometry"
+    MESH = "mesh"
+    TEXTURE = "texture"
+
+    @property
+    def label(self) -> str:
+        return self.value.capitalize()
+
+
+# Each kind's stages in the order it runs them, with the share of the job's wall time each takes
+# (geometry optimisation dominates on every preset); the shares of a kind sum to 1.
+STAGE_SHARES: dict[RequestKind, tuple[tuple[Stage, float], ...]] = {
+    RequestKind.GENERATE: ((Stage.PREPROCESS, 0.05), (Stage.PSEUDO_VIEWS, 0.10), (Stage.GEOMETRY, 0.60),
+                           (Stage.MESH, 0.05), (Stage.TEXTURE, 0.20)),
+}
+
+
+def progress_spans(kind: RequestKind) -> dict[Stage, tuple[float, float]]:
+    """stage → (start, end) of its part of a 0..1 progress bar."""
+    spans, start = {}, 0.0
+    for stage, share in STAGE_SHARES[kind]:
+        spans[stage] = (round(start, 6), round(start + share, 6))
+        start += share
+    return spans
+
+
+def stage_of(name: str) -> Stage | None:
+    """The Stage for a name received on the wire, None for one this side does not know."""
+    try:
+        return Stage(name)
+    except ValueError:
+        return None

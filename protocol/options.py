@@ -1,0 +1,219 @@
+"""Every request option and quality preset, defined once.
+
+The Blender panel builds its properties from this table (type, range or choices, default, help
+text), the backend validates each request against it before it answers `accepted`, and the
+command line takes its `--option` names and `--preset` choices from it. Standard library only:
+both sides import it (the add-on through its vendored copy).
+
+An option whose `default` is None is decided by the quality preset unless the request sets it
+(the panel shows such options behind an "override" checkbox). Adding an option: one `OptionSpec`
+here, and one line mapping it onto the pipeline's config (`backend/pipelines/generate_request.py`);
+the panel and the CLI pick it up from here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .kinds import RequestKind
+
+OptionValue = int | float | bool | str
+OptionKind = Literal["int", "float", "bool", "choice"]
+
+
+class OptionError(ValueError):
+    """A request option (or the quality preset) the backend cannot accept; names it and what is
+    allowed. `option` is the offending name ('quality' for the preset)."""
+
+    def __init__(self, option: str, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.option = option
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class QualityPreset:
+    name: str
+    label: str
+    description: str
+
+
+QUALITY_PRESETS: tuple[QualityPreset, ...] = (
+    QualityPreset("draft", "Draft", "A quick look: 100 geometry steps, 64³ mesh grid, 256² texture, 5 texture steps"),
+    QualityPreset("standard", "Standard", "DreamGaussian's budget: 500 geometry steps, 20,000 faces, 1024² "
+                                          "texture, 50 texture steps"),
+    QualityPreset("high", "High", "1,000 geometry steps, 192³ mesh grid, 50,000 faces, 2048² texture, "
+                                  "100 texture steps"),
+)
+QUALITY_NAMES: tuple[str, ...] = tuple(p.name for p in QUALITY_PRESETS)
+DEFAULT_QUALITY = "standard"
+
+
+@dataclass(frozen=True)
+class Choice:
+    value: int | str
+    label: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    name: str
+    """The key in a request's `options` map."""
+    kind: OptionKind
+    label: str
+    """Short UI label."""
+    help: str
+    """One or two sentences for tooltips and `--help`."""
+    request_kinds: frozenset[RequestKind]
+    default: OptionValue | None = None
+    """The value when a request leaves the option out; None: the quality preset decides."""
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[Choice, ...] = ()
+    initial: OptionValue | None = None
+    """What an override control starts at, for options the preset decides (inside the range)."""
+    unit: str = ""
+    """'deg' for angles (the panel shows degrees and sends degrees)."""
+    advanced: bool = True
+    """Shown in the panel's Advanced section (False: next to the prompt)."""
+    values: tuple[OptionValue, ...] = field(init=False, default=())
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "values", tuple(c.value for c in self.choices))
+        if self.kind == "choice" and not self.choices:
+            raise ValueError(f"option {self.name}: a choice needs choices")
+        if self.kind in ("int", "float") and (self.minimum is None or self.maximum is None):
+            raise ValueError(f"option {self.name}: numbers need a range")
+        for value in (self.default, self.initial):
+            if value is not None:
+                self.check(value)
+        if self.default is None and self.initial is None and self.kind != "bool":
+            raise ValueError(f"option {self.name}: a preset-decided option needs an `initial` value")
+
+    @property
+    def preset_decides(self) -> bool:
+        return self.default is None
+
+    def allowed(self) -> str:
+        """What values are allowed, in words: 'an integer from 500 to 500,000'."""
+        if self.kind == "bool":
+            return "true or false"
+        if self.kind == "choice":
+            return "one of " + ", ".join(str(v) for v in self.values)
+        what = "an integer" if self.kind == "int" else "a number"
+        return f"{what} from {_number(self.minimum)} to {_number(self.maximum)}" + (
+            " (degrees)" if self.unit == "deg" else "")
+
+    def check(self, value: Any) -> OptionValue:
+        """`value` as this option's type, or OptionError naming the option and the allowed values."""
+        ok = False
+        if self.kind == "bool":
+            ok = isinstance(value, bool)
+        elif self.kind == "choice":
+            ok = not isinstance(value, bool) and value in self.values
+        elif self.kind == "int":
+            ok = isinstance(value, int) and not isinstance(value, bool) and self.minimum <= value <= self.maximum
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            value = float(value)
+            ok = self.minimum <= value <= self.maximum
+        if not ok:
+            raise OptionError(self.name, f"option '{self.name}' must be {self.allowed()}, got {value!r:.40}",
+                              hint=f"{self.label}: {self.help}")
+        return value
+
+
+_GENERATE = frozenset({RequestKind.GENERATE})
+
+OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec(
+        "segmentation", "bool", "Cut out the object named by the prompt",
+        "Text-guided segmentation (CLIPSeg + SAM) of what the prompt names. Off: the image's alpha, or "
+        "its plain backdrop keyed out.", _GENERATE, default=True, advanced=False),
+    OptionSpec(
+        "elevation", "float", "Input elevation",
+        "How far above the object the input photo was taken, in degrees (0: level with it; product shots "
+        "from above: about 20 to 30). Sets the novel-view model's pose of the input.",
+        _GENERATE, default=0.0, minimum=-60.0, maximum=60.0, unit="deg"),
+    OptionSpec(
+        "faces", "int", "Faces", "Target face count of the mesh.", _GENERATE,
+        minimum=500, maximum=500_000, initial=20_000),
+    OptionSpec(
+        "texture_size", "choice", "Texture", "Side of the square texture image, in pixels.", _GENERATE,
+        choices=tuple(Choice(side, f"{side}²", f"{side} × {side} texture") for side in (256, 512, 1024, 2048, 4096)),
+        initial=1024),
+    OptionSpec(
+        "geometry_steps", "int", "Geometry steps", "Optimisation steps of the 3D Gaussians (stage 1).", _GENERATE,
+        minimum=1, maximum=5000, initial=500),
+    OptionSpec(
+        "texture_steps", "int", "Texture steps",
+        "Texture refinement steps (stage 2); 0 keeps the texture baked from the Gaussians.", _GENERATE,
+        minimum=0, maximum=1000, initial=50),
+    OptionSpec(
+        "fixer", "bool", "Fixer pass",
+        "A final single-step SD-Turbo pass over the refined views (Difix3D+-style). Its weights are "
+        "non-commercial.", _GENERATE, default=False),
+)
+_BY_NAME: dict[str, OptionSpec] = {spec.name: spec for spec in OPTIONS}
+
+
+def option(name: str) -> OptionSpec:
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown option {name!r}; known: {', '.join(_BY_NAME)}") from None
+
+
+def options_for(kind: RequestKind) -> tuple[OptionSpec, ...]:
+    return tuple(spec for spec in OPTIONS if kind in spec.request_kinds)
+
+
+def check_quality(name: Any) -> str:
+    if name not in QUALITY_NAMES:
+        raise OptionError("quality", f"unknown quality preset {name!r:.40}",
+                          hint=f"Choose one of: {', '.join(QUALITY_NAMES)}.")
+    return name
+
+
+def validate_options(kind: RequestKind, options: Mapping[str, Any]) -> dict[str, OptionValue]:
+    """The request's options checked against the table → a normalised copy (floats as float).
+    Raises OptionError for the first unknown option or bad value (a typo must not silently fall
+    back to a default)."""
+    known = {spec.name: spec for spec in options_for(kind)}
+    out: dict[str, OptionValue] = {}
+    for name, value in options.items():
+        spec = known.get(name)
+        if spec is None:
+            raise OptionError(str(name), f"unknown option {str(name)!r:.40} for a {kind.value} request",
+                              hint=f"Known options: {', '.join(known)}. An add-on newer than the backend may "
+                                   f"send options it does not know: update the backend.")
+        out[name] = spec.check(value)
+    return out
+
+
+def parse_cli_value(spec: OptionSpec, text: str) -> OptionValue:
+    """A `--option NAME=VALUE` string as the option's type (the check comes after)."""
+    lowered = text.strip().lower()
+    if spec.kind == "bool":
+        if lowered in ("true", "yes", "on", "1"):
+            return True
+        if lowered in ("false", "no", "off", "0"):
+            return False
+        raise OptionError(spec.name, f"option '{spec.name}' must be {spec.allowed()}, got {text!r:.40}")
+    try:
+        if spec.kind == "int" or (spec.kind == "choice" and isinstance(spec.values[0], int)):
+            return int(lowered)
+        if spec.kind == "float":
+            return float(lowered)
+    except ValueError:
+        raise OptionError(spec.name, f"option '{spec.name}' must be {spec.allowed()}, got {text!r:.40}") from None
+    return text.strip()
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "?"
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
