@@ -15,6 +15,8 @@ _ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("LIFT3D_TINY_MODELS", str(_ROOT / ".cache" / "tiny-models"))
 _RESULTS = tempfile.mkdtemp(prefix="lift3d-test-results-")
 os.environ["LIFT3D_CACHE"] = _RESULTS
+# Nor read or write the user's models lock file (tests that need one set their own).
+os.environ["LIFT3D_MODELS_LOCK"] = os.path.join(_RESULTS, "models.lock.json")
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -23,8 +23,11 @@ from pathlib import Path
 
 import torch
 
+from backend.models import records
+
 CREATE_TARGET_S, LOAD_TARGET_S = 30.0, 5.0
-TINY_LOADS = ("novel_view", "depth", "clip", "segmenter", "refiner", "fixer", "captioner")
+TINY_LOADS = (records.NOVEL_VIEW, records.DEPTH, records.CLIP, records.SEGMENTER, records.REFINER, records.FIXER,
+              records.CAPTIONER)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +38,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def tiny_costs() -> dict[str, float]:
-    from backend.models import catalogue
     from backend.models.registry import ModelRegistry, ModelSettings
     from backend.models.tiny import ensure_tiny
 
@@ -45,16 +47,16 @@ def tiny_costs() -> dict[str, float]:
         import diffusers  # noqa: F401  (import cost reported on its own row)
         import transformers  # noqa: F401
         figures["import libraries"] = time.perf_counter() - start
-        for model in catalogue.CATALOGUE.values():
+        for model in records.CATALOGUE.values():
             if model.has_tiny:
                 start = time.perf_counter()
                 ensure_tiny(model, Path(root))
                 figures[f"build {model.role}"] = time.perf_counter() - start
         registry = ModelRegistry(ModelSettings(preset="tiny", device="cpu", tiny_dir=Path(root)))
-        for name in TINY_LOADS:
+        for record in TINY_LOADS:
             start = time.perf_counter()
-            registry.get(name)
-            figures[f"load {name}"] = time.perf_counter() - start
+            registry.get(record)
+            figures[f"load {record.name}"] = time.perf_counter() - start
     return figures
 
 

@@ -1,20 +1,56 @@
-"""Every pretrained model Lift3D can use: where it comes from, what it costs, what it allows.
+"""The types of the model registry: a catalogue entry per weight repository (`ModelSpec`) and a
+record per model role (`ModelRecord`), which names its catalogue entries, its loader and, through
+each entry, its tiny builder. The records themselves are all registered in `records.py`.
 
-One `ModelSpec` per role. The `full` preset downloads `repo_id` into the normal Hugging Face
-cache; the `tiny` preset writes the same architecture with small random weights into a local
-folder laid out like that repository (see `tiny.py`), and both load through the same
-`from_pretrained` code in the wrappers.
+The `full` preset downloads `repo_id` into the normal Hugging Face cache; the `tiny` preset writes
+the same architecture with small random weights into a local folder laid out like that repository
+(see `tiny.py`), and both load through the same `from_pretrained` code in the wrappers.
+
+Nothing here imports torch, diffusers or transformers: tiny builders are named lazily
+(`TinyBuilder("module:function")`) and loaders import their wrapper when called.
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    import torch
+
+W = TypeVar("W")
+"""The wrapper type a record loads (`Zero123`, `DepthEstimator`, ...)."""
 
 
 @dataclass(frozen=True)
+class TinyBuilder:
+    """A tiny builder named lazily: `"module:function"` inside `backend.models`, a function that
+    writes the architecture with small random weights into a folder (`save_pretrained` layout)."""
+    target: str
+
+    def resolve(self) -> Callable[[Path], None]:
+        module, function = self.target.split(":")
+        return getattr(importlib.import_module(f"{__package__}.{module}"), function)
+
+    def __call__(self, folder: Path) -> None:
+        self.resolve()(folder)
+
+
+@dataclass(frozen=True)
+class FullOnly:
+    """The model has no tiny version (e.g. its code comes from the Hub); `reason` says why and
+    what the tiny preset does instead."""
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class ModelSpec:
+    """One weight repository: where it comes from, what it costs, what it allows."""
     role: str
-    """What the pipeline uses it for; the registry key."""
+    """Its name in the catalogue (`models list`, `--role`); unique across all records."""
     repo_id: str
     """Hugging Face repository of the real weights."""
     licence: str
@@ -31,102 +67,85 @@ class ModelSpec:
     """One entry per weight file, each an ordered preference of names (half precision, then
     safetensors, then pickle): the download takes the first name the repository has, so no
     repository is fetched twice in two formats."""
+    tiny: TinyBuilder | FullOnly
+    """How the tiny preset builds it, or why it cannot (required: every entry says which)."""
     revision: str = "main"
-    """Git revision on the Hub; pin a commit here to freeze the weights."""
+    """Git revision requested from the Hub. `models download` resolves it to a commit and records
+    that commit in the lock file (`lock.py`), which loading then uses."""
     optional: bool = False
     """Only used when a setting asks for it; `models download` skips it unless named."""
     companion: str | None = None
     """Another repository fetched with this one in full (e.g. the code of a custom pipeline)."""
-    has_tiny: bool = True
-    """Whether the tiny preset can build it (models with remote code cannot be rebuilt offline)."""
     summary: str = ""
 
-
-_DIFFUSERS_CONFIGS = ("model_index.json", "*/config.json", "*/preprocessor_config.json", "scheduler/*.json",
-                      "tokenizer/*")
-_TRANSFORMERS_CONFIGS = ("*.json", "*.txt")
-_SD_CONFIGS = ("model_index.json", "*/config.json", "scheduler/*.json", "tokenizer/*")
+    @property
+    def has_tiny(self) -> bool:
+        return isinstance(self.tiny, TinyBuilder)
 
 
-def _diffusers_weights(*folders: str) -> tuple[tuple[str, ...], ...]:
+@dataclass(frozen=True)
+class LoadContext:
+    """What a loader gets from the registry: the local folder of each of its record's catalogue
+    entries (downloaded, or built for the tiny preset) and where the weights go."""
+    folders: tuple[Path, ...]
+    """One per `ModelRecord.weights` entry, in the same order."""
+    companions: tuple[Path | None, ...]
+    """The companion repository's folder of each entry (None without one, or in the tiny preset)."""
+    device: torch.device
+    dtype: torch.dtype
+    tiny: bool
+
+    @property
+    def folder(self) -> Path:
+        """The folder of a single-repository record."""
+        (folder,) = self.folders
+        return folder
+
+    def placement(self) -> dict[str, Any]:
+        return {"device": self.device, "dtype": self.dtype}
+
+
+@dataclass(frozen=True, eq=False)
+class ModelRecord(Generic[W]):
+    """One model role the pipeline loads: its catalogue entries (several when one wrapper combines
+    repositories, like the segmenter's CLIPSeg + SAM) and the loader that builds the wrapper `W`.
+    `ModelRegistry.get(record)` returns a `W`, loaded once per process.
+
+    Records compare by identity (each is a module-level constant in `records.py`)."""
+    name: str
+    """The registry key (`ModelRegistry.loaded()`, logs)."""
+    weights: tuple[ModelSpec, ...]
+    loader: Callable[[LoadContext], W]
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The catalogue entry of a single-repository record."""
+        if len(self.weights) != 1:
+            raise ValueError(f"the {self.name} model combines {len(self.weights)} repositories; use .weights")
+        return self.weights[0]
+
+    @property
+    def optional(self) -> bool:
+        return all(s.optional for s in self.weights)
+
+    @property
+    def full_only(self) -> list[ModelSpec]:
+        """The entries without a tiny version (the record then loads in the full preset only)."""
+        return [s for s in self.weights if not s.has_tiny]
+
+
+# Weight-file patterns shared by the entries in records.py.
+DIFFUSERS_CONFIGS = ("model_index.json", "*/config.json", "*/preprocessor_config.json", "scheduler/*.json",
+                     "tokenizer/*")
+TRANSFORMERS_CONFIGS = ("*.json", "*.txt")
+SD_CONFIGS = ("model_index.json", "*/config.json", "scheduler/*.json", "tokenizer/*")
+
+
+def diffusers_weights(*folders: str) -> tuple[tuple[str, ...], ...]:
     return tuple((f"{d}/diffusion_pytorch_model.fp16.safetensors", f"{d}/diffusion_pytorch_model.safetensors",
                   f"{d}/diffusion_pytorch_model.bin") for d in folders)
 
 
-def _transformers_weights(*folders: str) -> tuple[tuple[str, ...], ...]:
+def transformers_weights(*folders: str) -> tuple[tuple[str, ...], ...]:
     prefix = [f"{d}/" if d else "" for d in folders]
     return tuple((f"{p}model.fp16.safetensors", f"{p}model.safetensors", f"{p}pytorch_model.bin") for p in prefix)
-
-
-_ZERO123_WEIGHTS = (_diffusers_weights("unet", "vae", "clip_camera_projection")
-                    + _transformers_weights("image_encoder"))
-_SD_WEIGHTS = _diffusers_weights("unet", "vae") + _transformers_weights("text_encoder")
-
-CATALOGUE: dict[str, ModelSpec] = {spec.role: spec for spec in (
-    ModelSpec(
-        role="novel_view", repo_id="ashawkey/zero123-xl-diffusers",
-        licence="MIT code; weights CreativeML OpenRAIL-M (Stable Diffusion derivative)", commercial=True,
-        size_mb=3500, vram_mb=2800,
-        configs=_DIFFUSERS_CONFIGS, weights=_ZERO123_WEIGHTS,
-        summary="Zero123-XL: novel views of the object at relative camera poses (SDS, pseudo-views, refinement)"),
-    ModelSpec(
-        role="novel_view_stable", repo_id="ashawkey/stable-zero123-diffusers",
-        licence="Stability AI Non-Commercial Research Community License", commercial=False,
-        size_mb=3500, vram_mb=2800,
-        configs=_DIFFUSERS_CONFIGS, weights=_ZERO123_WEIGHTS,
-        optional=True,
-        summary="Stable Zero123: sharper novel views, polar-angle conditioning (non-commercial)"),
-    ModelSpec(
-        role="multiview", repo_id="sudo-ai/zero123plus-v1.2",
-        licence="CC-BY-NC-4.0 weights (Apache-2.0 code)", commercial=False,
-        size_mb=5200, vram_mb=5000,
-        configs=_DIFFUSERS_CONFIGS,
-        weights=_diffusers_weights("unet", "vae") + _transformers_weights("text_encoder", "vision_encoder"),
-        optional=True, has_tiny=False, companion="sudo-ai/zero123plus-pipeline",
-        summary="Zero123++ v1.2: the six fixed views in one pass (its pipeline code comes from the Hub)"),
-    ModelSpec(
-        role="depth", repo_id="depth-anything/Depth-Anything-V2-Small-hf",
-        licence="Apache-2.0", commercial=True, size_mb=100, vram_mb=60,
-        configs=_TRANSFORMERS_CONFIGS, weights=_transformers_weights(""),
-        summary="Depth Anything V2 Small: relative inverse depth for the depth losses"),
-    ModelSpec(
-        role="clip", repo_id="laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
-        licence="MIT", commercial=True, size_mb=610, vram_mb=350,
-        configs=("open_clip_config.json",),
-        weights=(("open_clip_model.safetensors", "open_clip_pytorch_model.bin"),),
-        summary="OpenCLIP ViT-B/32: semantic-consistency loss and similarity scores"),
-    ModelSpec(
-        role="clipseg", repo_id="CIDAS/clipseg-rd64-refined",
-        licence="Apache-2.0", commercial=True, size_mb=600, vram_mb=320,
-        configs=_TRANSFORMERS_CONFIGS, weights=_transformers_weights(""),
-        summary="CLIPSeg: heat map of the object the prompt names"),
-    ModelSpec(
-        role="sam", repo_id="facebook/sam-vit-base",
-        licence="Apache-2.0", commercial=True, size_mb=375, vram_mb=200,
-        configs=_TRANSFORMERS_CONFIGS, weights=_transformers_weights(""),
-        summary="Segment Anything (ViT-B): precise object mask from CLIPSeg's points and box"),
-    ModelSpec(
-        role="refiner", repo_id="stable-diffusion-v1-5/stable-diffusion-v1-5",
-        licence="CreativeML OpenRAIL-M", commercial=True, size_mb=2100, vram_mb=2600,
-        configs=_SD_CONFIGS, weights=_SD_WEIGHTS,
-        summary="Stable Diffusion 1.5 img2img: prompt-driven texture refinement"),
-    ModelSpec(
-        role="fixer", repo_id="stabilityai/sd-turbo",
-        licence="Stability AI Community License (commercial use needs a Stability licence)", commercial=False,
-        size_mb=2600, vram_mb=2600,
-        configs=_SD_CONFIGS, weights=_SD_WEIGHTS,
-        optional=True,
-        summary="SD-Turbo: single-step artefact fixer for rendered views (Difix3D+-style)"),
-    ModelSpec(
-        role="captioner", repo_id="Salesforce/blip-image-captioning-base",
-        licence="BSD-3-Clause", commercial=True, size_mb=990, vram_mb=500,
-        configs=_TRANSFORMERS_CONFIGS, weights=_transformers_weights(""),
-        summary="BLIP base: a caption when the prompt is empty"),
-)}
-
-
-def spec(role: str) -> ModelSpec:
-    try:
-        return CATALOGUE[role]
-    except KeyError:
-        raise KeyError(f"unknown model role {role!r}; known roles: {', '.join(CATALOGUE)}") from None

@@ -8,18 +8,31 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from .catalogue import ModelSpec
+from .lock import ModelLock, is_commit
 
 DOWNLOAD_COMMAND = "python -m backend models download --preset full"
+COMPANION_REVISION = "main"
 _TRUE = {"1", "true", "yes", "on"}
+log = logging.getLogger(__name__)
 
 
 class ModelUnavailableError(RuntimeError):
     """A model's weights are not on this machine and cannot be fetched now."""
+
+
+def quiet_hub_libraries() -> None:
+    """Per-file "Loading weights" bars from transformers/diffusers are noise in a server log."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
 
 
 def offline() -> bool:
@@ -50,30 +63,44 @@ def missing_files(spec: ModelSpec, folder: Path) -> list[str]:
     return missing
 
 
-def cached_snapshot(spec: ModelSpec) -> Path | None:
-    """The complete local snapshot of `spec` in the HF cache, or None."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
+def local_snapshot(repo_id: str, revision: str) -> Path | None:
+    """The snapshot folder of `repo_id` at `revision` (a commit, or a branch or tag the cache has a
+    ref for) in the HF cache, or None. Read from the cache layout directly: the check that matters
+    is `missing_files`, and huggingface_hub's own offline lookup rejects a snapshot downloaded with
+    allow_patterns, since its cached tree listing names every file of the repository."""
+    from huggingface_hub.file_download import repo_folder_name
 
-    try:
-        folder = Path(snapshot_download(spec.repo_id, revision=spec.revision, local_files_only=True))
-    except (LocalEntryNotFoundError, FileNotFoundError, OSError):
+    repo = cache_root() / repo_folder_name(repo_id=repo_id, repo_type="model")
+    commit = revision
+    if not is_commit(revision):
+        try:
+            commit = (repo / "refs" / revision).read_text().strip()
+        except OSError:
+            return None
+    folder = repo / "snapshots" / commit
+    return folder if is_commit(commit) and folder.is_dir() else None
+
+
+def _wanted(repo_id: str, revision: str, lock: ModelLock | None) -> str:
+    """The locked commit of `repo_id`@`revision` when the lock has one, else `revision` itself."""
+    return (lock.commit(repo_id, revision) if lock is not None else None) or revision
+
+
+def cached_snapshot(spec: ModelSpec, lock: ModelLock | None = None) -> Path | None:
+    """The complete local snapshot of `spec` in the HF cache (at its locked commit when `lock` has
+    one, else at the requested revision), or None."""
+    folder = local_snapshot(spec.repo_id, _wanted(spec.repo_id, spec.revision, lock))
+    if folder is None or missing_files(spec, folder):
         return None
-    if missing_files(spec, folder) or (spec.companion and companion_snapshot(spec) is None):
+    if spec.companion and companion_snapshot(spec, lock) is None:
         return None
     return folder
 
 
-def companion_snapshot(spec: ModelSpec) -> Path | None:
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
+def companion_snapshot(spec: ModelSpec, lock: ModelLock | None = None) -> Path | None:
     if spec.companion is None:
         return None
-    try:
-        return Path(snapshot_download(spec.companion, local_files_only=True))
-    except (LocalEntryNotFoundError, FileNotFoundError, OSError):
-        return None
+    return local_snapshot(spec.companion, _wanted(spec.companion, COMPANION_REVISION, lock))
 
 
 def select_files(spec: ModelSpec, repo_files: list[str]) -> list[str]:
@@ -86,13 +113,34 @@ def select_files(spec: ModelSpec, repo_files: list[str]) -> list[str]:
         if name is None:
             raise ModelUnavailableError(
                 f"{spec.repo_id}@{spec.revision} has none of {', '.join(group)}; the repository layout "
-                f"changed, pin an older revision in backend/models/catalogue.py")
+                f"changed, pin an older revision in backend/models/records.py")
         chosen.append(name)
     return sorted(set(chosen))
 
 
-def download(spec: ModelSpec) -> Path:
-    """Fetch `spec` into the HF cache (progress bars on stderr) → its snapshot folder."""
+def lock_snapshot(spec: ModelSpec, folder: Path, lock: ModelLock) -> str | None:
+    """Record the commit of the snapshot `folder` (and of the companion's snapshot) in `lock` →
+    the commit, or None when `folder` is not a cache snapshot. A lock file that cannot be written
+    is logged, not raised: the weights are there either way."""
+    pairs = [(spec.repo_id, spec.revision, folder)]
+    companion = companion_snapshot(spec, lock)
+    if spec.companion and companion is not None:
+        pairs.append((spec.companion, COMPANION_REVISION, companion))
+    for repo_id, revision, snapshot in pairs:
+        if is_commit(snapshot.name) and lock.commit(repo_id, revision) != snapshot.name:
+            try:
+                lock.record(repo_id, revision, snapshot.name)
+            except OSError as exc:
+                log.warning("could not record %s@%s in the models lock file %s: %s", repo_id, snapshot.name,
+                            lock.path, exc)
+    return folder.name if is_commit(folder.name) else None
+
+
+def download(spec: ModelSpec, lock: ModelLock | None = None, *, update: bool = False) -> Path:
+    """Fetch `spec` into the HF cache (progress bars on stderr) → its snapshot folder.
+
+    Fetches the locked commit when `lock` has one (unless `update`), else the requested revision;
+    either way the commit fetched is recorded in `lock`."""
     if offline():
         raise ModelUnavailableError(
             f"cannot download {spec.repo_id}: offline mode is on (HF_HUB_OFFLINE). Unset it on a machine "
@@ -101,34 +149,81 @@ def download(spec: ModelSpec) -> Path:
     from huggingface_hub import HfApi, snapshot_download
     from huggingface_hub.errors import HfHubHTTPError
 
+    use = None if update else lock
+    revision = _wanted(spec.repo_id, spec.revision, use)
     try:
-        files = select_files(spec, HfApi().list_repo_files(spec.repo_id, revision=spec.revision))
-        folder = Path(snapshot_download(spec.repo_id, revision=spec.revision, allow_patterns=files))
+        info = HfApi().model_info(spec.repo_id, revision=revision)
+        files = select_files(spec, [s.rfilename for s in info.siblings or ()])
+        folder = Path(snapshot_download(spec.repo_id, revision=revision, allow_patterns=files))
         if spec.companion:
-            snapshot_download(spec.companion)
+            snapshot_download(spec.companion, revision=_wanted(spec.companion, COMPANION_REVISION, use))
     except (HfHubHTTPError, OSError) as exc:
         raise ModelUnavailableError(
-            f"could not download {spec.repo_id} ({spec.role}): {exc}. Check the internet connection, "
+            f"could not download {spec.repo_id}@{revision} ({spec.role}): {exc}. Check the internet connection, "
             f"accept the model's licence on huggingface.co if it is gated (then `hf auth login`), "
             f"and retry `{DOWNLOAD_COMMAND}`") from exc
     missing = missing_files(spec, folder)
     if missing:
         raise ModelUnavailableError(f"download of {spec.repo_id} is incomplete: missing {', '.join(missing)}")
+    if lock is not None:
+        if update and spec.companion:  # lock the companion's new commit too, not the old one
+            lock.entries.pop(spec.companion, None)
+        lock_snapshot(spec, folder, lock)
     return folder
 
 
-def require_snapshot(spec: ModelSpec, *, allow_download: bool) -> Path:
-    """The local snapshot of `spec`, downloading it when allowed and online."""
-    folder = cached_snapshot(spec)
+def require_snapshot(spec: ModelSpec, *, allow_download: bool, lock: ModelLock | None = None) -> Path:
+    """The local snapshot of `spec` (its locked commit when `lock` has one), downloading it when
+    allowed and online."""
+    folder = cached_snapshot(spec, lock)
     if folder is not None:
         return folder
     if allow_download and not offline():
-        return download(spec)
+        return download(spec, lock)
     why = "offline mode is on (HF_HUB_OFFLINE)" if offline() else "downloads are off for this run"
+    locked = lock.commit(spec.repo_id, spec.revision) if lock is not None else None
+    if locked is not None:
+        other = local_snapshot(spec.repo_id, spec.revision)
+        has = f"; the cache has {other.name} for {spec.revision}" if other is not None else ""
+        raise ModelUnavailableError(
+            f"the {spec.role} model {spec.repo_id} is locked to commit {locked} by {lock.path}, but that snapshot "
+            f"is not in the Hugging Face cache ({cache_root()}){has}, and {why}. Run `{DOWNLOAD_COMMAND}` where "
+            f"the Hub is reachable to fetch the locked commit, or `{DOWNLOAD_COMMAND} --update` to lock the "
+            f"newest {spec.revision} instead")
     raise ModelUnavailableError(
         f"the {spec.role} model {spec.repo_id} is not in the Hugging Face cache ({cache_root()}) and {why}. "
         f"Download the full models once with `{DOWNLOAD_COMMAND}` on a machine with internet access "
         f"(~{spec.size_mb} MB for this one), or run with `--models tiny` to check the wiring only")
+
+
+@dataclass(frozen=True)
+class RevisionCheck:
+    """Which commit of `spec` loading would use, against the lock."""
+    folder: Path | None
+    """The snapshot loading uses (None: not loadable)."""
+    revision: str
+    """For a table: the commit (and whether it is locked)."""
+    problem: str | None
+    """Why `folder` is None (not cached, or the cache has another commit than the lock)."""
+    mismatch: bool = False
+    """The cache has the requested revision at another commit than the locked one."""
+
+
+def check_revision(spec: ModelSpec, lock: ModelLock) -> RevisionCheck:
+    locked = lock.commit(spec.repo_id, spec.revision)
+    folder = cached_snapshot(spec, lock)
+    if locked is not None:
+        text = f"{locked[:12]} (locked)"
+        if folder is not None:
+            return RevisionCheck(folder, text, None)
+        other = local_snapshot(spec.repo_id, spec.revision)
+        if other is not None and other.name != locked:
+            return RevisionCheck(None, text, f"lock mismatch: the cache has {other.name[:12]} for {spec.revision}, "
+                                             f"the lock says {locked[:12]}", mismatch=True)
+        return RevisionCheck(None, text, f"the locked commit {locked[:12]} is not cached")
+    if folder is not None:
+        return RevisionCheck(folder, f"{spec.revision} = {folder.name[:12]} (not locked)", None)
+    return RevisionCheck(None, f"{spec.revision} (not locked)", "not cached")
 
 
 @dataclass

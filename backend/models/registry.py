@@ -1,22 +1,29 @@
-"""One registry per process: resolves the preset, finds or builds each model's folder, loads each
-model once and keeps it resident between jobs, and frees it on request."""
+"""One registry per process: resolves the preset, finds or builds each model's folder (at the
+commit the lock file names, in the full preset), loads each model once and keeps it resident
+between jobs, and frees it on request.
+
+    registry.get(records.NOVEL_VIEW)   # -> Zero123 (typed through ModelRecord[Zero123])
+"""
 
 from __future__ import annotations
 
 import gc
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypeVar, cast
 
 import torch
 
-from .catalogue import CATALOGUE, ModelSpec, spec
+from .catalogue import FullOnly, LoadContext, ModelRecord, ModelSpec
 from .hub import DOWNLOAD_COMMAND, ModelUnavailableError, cached_snapshot, companion_snapshot, offline, \
-    require_snapshot
+    quiet_hub_libraries, require_snapshot
+from .lock import ModelLock
+from .records import CATALOGUE
 from .tiny import ensure_tiny, is_tiny, tiny_root
+
+W = TypeVar("W")
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +45,9 @@ class ModelSettings:
     """Whether the full preset may fetch missing weights (never in offline mode)."""
     tiny_dir: Path | None = None
     """Where tiny models are built (default: LIFT3D_TINY_MODELS or ~/.cache/lift3d/tiny-models)."""
+    lock_file: Path | None = None
+    """The models lock file the full preset loads commits from (default: LIFT3D_MODELS_LOCK or
+    ~/.cache/lift3d/models.lock.json; see lock.py)."""
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -62,13 +72,15 @@ def _hub_reachable(repo_id: str) -> bool:
         return False
 
 
-def resolve_preset(name: str, *, allow_download: bool = True) -> str:
-    """auto → full when every required model is cached, or missing ones can be downloaded now."""
+def resolve_preset(name: str, *, allow_download: bool = True, lock: ModelLock | None = None) -> str:
+    """auto → full when every required model is cached (at its locked commit when `lock`, default
+    the lock file's, has one), or missing ones can be downloaded now."""
     if name not in PRESETS:
         raise ValueError(f"unknown model preset {name!r}; use one of {', '.join(PRESETS)}")
     if name != "auto":
         return name
-    missing = [s for s in required_specs() if cached_snapshot(s) is None]
+    lock = lock if lock is not None else ModelLock.load()
+    missing = [s for s in required_specs() if cached_snapshot(s, lock) is None]
     if not missing:
         return "full"
     if allow_download and not offline() and _hub_reachable(missing[0].repo_id):
@@ -96,44 +108,56 @@ class ModelRegistry:
             self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         else:
             self.dtype = DTYPES[self.settings.dtype]
-        self.preset = resolve_preset(self.settings.preset, allow_download=self.settings.allow_download)
+        self.lock = ModelLock.load(self.settings.lock_file) if self.settings.preset != "tiny" else None
+        """The commits the full preset loads (None in the tiny preset: tiny models are not locked)."""
+        self.preset = resolve_preset(self.settings.preset, allow_download=self.settings.allow_download,
+                                     lock=self.lock)
         self.tiny_root = tiny_root(self.settings.tiny_dir)
-        self._models: dict[str, Any] = {}
+        self._models: dict[str, object] = {}
         self._lock = threading.RLock()
 
     @property
     def is_tiny(self) -> bool:
         return self.preset == "tiny"
 
-    def folder(self, role: str) -> Path:
-        """The local folder of `role`'s weights (downloaded or built on first use)."""
-        model = spec(role)
+    def folder(self, spec: ModelSpec) -> Path:
+        """The local folder of a catalogue entry's weights (downloaded or built on first use)."""
         if self.is_tiny:
-            folder, built = ensure_tiny(model, self.tiny_root)
+            folder, built = ensure_tiny(spec, self.tiny_root)
             if built:
-                log.info("built tiny %s model in %s", role, folder)
+                log.info("built tiny %s model in %s", spec.role, folder)
             return folder
-        return require_snapshot(model, allow_download=self.settings.allow_download)
+        return require_snapshot(spec, allow_download=self.settings.allow_download, lock=self.lock)
 
-    def get(self, name: str) -> Any:
-        """The loaded wrapper for `name` (a role, or "segmenter" = CLIPSeg + SAM), loaded once."""
+    def get(self, record: ModelRecord[W]) -> W:
+        """The loaded wrapper of `record` (a constant of records.py), loaded once."""
+        if not isinstance(record, ModelRecord):
+            raise TypeError(f"ModelRegistry.get takes a record from backend.models.records, not {record!r}")
         with self._lock:
-            if name not in self._models:
-                if name not in _LOADERS:
-                    raise KeyError(f"unknown model {name!r}; known: {', '.join(_LOADERS)}")
-                _quiet_hub_libraries()
-                log.info("loading %s (%s preset) on %s", name, self.preset, self.device)
-                self._models[name] = _LOADERS[name](self)
-            return self._models[name]
+            if record.name not in self._models:
+                if self.is_tiny and record.full_only:
+                    spec = record.full_only[0]
+                    reason = f" ({spec.tiny.reason})" if isinstance(spec.tiny, FullOnly) else ""
+                    raise ModelUnavailableError(f"the {record.name} model ({spec.repo_id}) has no tiny "
+                                                f"version{reason}; it is only available in the full preset")
+                quiet_hub_libraries()
+                log.info("loading %s (%s preset) on %s", record.name, self.preset, self.device)
+                self._models[record.name] = record.loader(self._context(record))
+            return cast(W, self._models[record.name])
+
+    def _context(self, record: ModelRecord) -> LoadContext:
+        folders = tuple(self.folder(s) for s in record.weights)
+        companions = tuple(None if self.is_tiny else companion_snapshot(s, self.lock) for s in record.weights)
+        return LoadContext(folders, companions, self.device, self.dtype, self.is_tiny)
 
     def loaded(self) -> list[str]:
         with self._lock:
             return list(self._models)
 
-    def free(self, *names: str) -> None:
-        """Unload `names` (all when none given) and give their memory back."""
+    def free(self, *records: ModelRecord) -> None:
+        """Unload `records` (all when none given) and give their memory back."""
         with self._lock:
-            for name in names or list(self._models):
+            for name in [r.name for r in records] or list(self._models):
                 self._models.pop(name, None)
         gc.collect()
         if torch.cuda.is_available():
@@ -141,64 +165,6 @@ class ModelRegistry:
 
     def describe(self) -> str:
         return f"{self.preset} ({TINY_NOTICE})" if self.is_tiny else self.preset
-
-    def _placement(self) -> dict[str, Any]:
-        return {"device": self.device, "dtype": self.dtype}
-
-
-def _quiet_hub_libraries() -> None:
-    # Per-file "Loading weights" bars from transformers/diffusers are noise in a server log.
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.disable_progress_bar()
-
-
-def _zero123(role: str, stable: bool) -> Callable[[ModelRegistry], Any]:
-    def load(registry: ModelRegistry):
-        from .zero123 import Zero123
-
-        return Zero123.from_pretrained(registry.folder(role), stable=stable, **registry._placement())
-    return load
-
-
-def _simple(role: str, module: str, cls: str) -> Callable[[ModelRegistry], Any]:
-    def load(registry: ModelRegistry):
-        import importlib
-
-        wrapper = getattr(importlib.import_module(f"{__package__}.{module}"), cls)
-        return wrapper.from_pretrained(registry.folder(role), **registry._placement())
-    return load
-
-
-def _segmenter(registry: ModelRegistry):
-    from .segmentation import TextSegmenter
-
-    return TextSegmenter.from_pretrained(registry.folder("clipseg"), registry.folder("sam"), **registry._placement())
-
-
-def _zero123_plus_plus(registry: ModelRegistry):
-    from .multiview import Zero123PlusPlus
-
-    if registry.is_tiny:
-        raise ModelUnavailableError("Zero123++ has no tiny version (its pipeline code comes from the Hub); the tiny "
-                                    "preset uses Zero123 for the six pseudo-views")
-    folder = registry.folder("multiview")
-    return Zero123PlusPlus.from_pretrained(folder, companion_snapshot(spec("multiview")), **registry._placement())
-
-
-_LOADERS: dict[str, Callable[[ModelRegistry], Any]] = {
-    "novel_view": _zero123("novel_view", stable=False),
-    "novel_view_stable": _zero123("novel_view_stable", stable=True),
-    "multiview": _zero123_plus_plus,
-    "depth": _simple("depth", "depth", "DepthEstimator"),
-    "clip": _simple("clip", "clip", "Clip"),
-    "segmenter": _segmenter,
-    "refiner": _simple("refiner", "refiners", "PromptRefiner"),
-    "fixer": _simple("fixer", "refiners", "TurboFixer"),
-    "captioner": _simple("captioner", "captioner", "Captioner"),
-}
 
 
 __all__ = ["ModelRegistry", "ModelSettings", "PRESETS", "TINY_NOTICE", "resolve_preset", "required_specs",

@@ -3,35 +3,24 @@
 Each model is written with `save_pretrained` into `<tiny root>/<repo id>/`, laid out like the real
 repository, and then loaded by the very same `from_pretrained` code as the real weights. Its
 output is noise by design: it exists to exercise the wiring on machines without weights (tests,
-CI, a first try). A marker file labels the folder as tiny everywhere it surfaces.
+CI, a first try). A marker file labels the folder as tiny everywhere it surfaces. Each catalogue
+entry names its builder (`ModelSpec.tiny`, in records.py); tiny models are not locked.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from .catalogue import ModelSpec
+from .catalogue import FullOnly, ModelSpec
+from .hub import quiet_hub_libraries
 
 TINY_FORMAT = 1
 """Bump when a builder changes: folders with another format are rebuilt."""
 MARKER = "lift3d-tiny.json"
-
-_BUILDERS = {
-    "novel_view": "zero123:save_tiny_zero123",
-    "novel_view_stable": "zero123:save_tiny_zero123",
-    "depth": "depth:save_tiny_depth_anything",
-    "clip": "clip:save_tiny_open_clip",
-    "clipseg": "segmentation:save_tiny_clipseg",
-    "sam": "segmentation:save_tiny_sam",
-    "refiner": "refiners:save_tiny_sd15",
-    "fixer": "refiners:save_tiny_sd_turbo",
-    "captioner": "captioner:save_tiny_blip",
-}
 
 
 def tiny_root(override: Path | None = None) -> Path:
@@ -61,29 +50,22 @@ def _marker_ok(folder: Path, spec: ModelSpec) -> bool:
     return marker.get("format") == TINY_FORMAT and marker.get("repo_id") == spec.repo_id
 
 
-def _builder(role: str):
-    module, function = _BUILDERS[role].split(":")
-    return getattr(importlib.import_module(f"{__package__}.{module}"), function)
-
-
 def ensure_tiny(spec: ModelSpec, root: Path) -> tuple[Path, bool]:
     """The tiny folder of `spec`, built if missing or outdated → (folder, whether it was built).
 
     Built in a temporary sibling and renamed into place, so an interrupted build never leaves a
     half-written model that a later run would trust."""
-    if not spec.has_tiny or spec.role not in _BUILDERS:
-        raise ValueError(f"the {spec.role} model ({spec.repo_id}) has no tiny version; it is only available "
-                         f"in the full preset")
+    if isinstance(spec.tiny, FullOnly):
+        raise ValueError(f"the {spec.role} model ({spec.repo_id}) has no tiny version ({spec.tiny.reason}); it is "
+                         f"only available in the full preset")
     folder = tiny_folder(spec, root)
     if _marker_ok(folder, spec):
         return folder, False
     folder.parent.mkdir(parents=True, exist_ok=True)
-    from .registry import _quiet_hub_libraries
-
-    _quiet_hub_libraries()
+    quiet_hub_libraries()
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        _builder(spec.role)(staging)
+        spec.tiny(staging)
         (staging / MARKER).write_text(json.dumps(
             {"format": TINY_FORMAT, "repo_id": spec.repo_id, "role": spec.role,
              "note": "random weights: output is noise; checks the wiring only"}, indent=2))

@@ -14,3 +14,16 @@ def tiny_dir():
 @pytest.fixture(scope="session")
 def tiny_registry(tiny_dir):
     return ModelRegistry(ModelSettings(preset="tiny", device="cpu", tiny_dir=tiny_dir))
+
+
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch):
+    """An empty, offline Hugging Face cache and an empty models lock file of this test's own."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf-hub"
+    cache.mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("LIFT3D_MODELS_LOCK", str(tmp_path / "models.lock.json"))
+    return cache

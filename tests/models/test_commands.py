@@ -4,7 +4,7 @@ empty, offline Hugging Face cache)."""
 import pytest
 
 from backend.__main__ import main
-from backend.models.catalogue import CATALOGUE
+from backend.models.records import CATALOGUE
 
 
 @pytest.fixture
@@ -14,6 +14,7 @@ def env(tmp_path, monkeypatch):
     monkeypatch.setenv("LIFT3D_TINY_MODELS", str(tmp_path / "tiny"))
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("LIFT3D_MODELS_LOCK", str(tmp_path / "models.lock.json"))
     return tmp_path
 
 
@@ -23,6 +24,7 @@ def test_list_shows_every_model_with_its_licence(env, capsys):
     for model in CATALOGUE.values():
         assert model.repo_id in out and model.licence in out
     assert "offline mode" in out and str(env / "tiny") in out
+    assert str(env / "models.lock.json") in out and out.count("(not locked)") == len(CATALOGUE)
 
 
 def test_tiny_download_builds_once_then_verify_loads(env, capsys):

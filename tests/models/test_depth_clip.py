@@ -2,24 +2,25 @@ import numpy as np
 import pytest
 import torch
 
+from backend.models import records
 from backend.models.depth import model_input_size
 
 
 @pytest.fixture(scope="module")
 def depth(tiny_registry):
-    return tiny_registry.get("depth")
+    return tiny_registry.get(records.DEPTH)
 
 
 @pytest.fixture(scope="module")
 def clip(tiny_registry):
-    return tiny_registry.get("clip")
+    return tiny_registry.get(records.CLIP)
 
 
 @pytest.mark.parametrize("size", [(256, 256), (480, 640), (1080, 720), (100, 900)])
 def test_input_size_matches_the_transformers_processor(tiny_registry, size):
     from transformers import AutoImageProcessor
 
-    processor = AutoImageProcessor.from_pretrained(tiny_registry.folder("depth"))
+    processor = AutoImageProcessor.from_pretrained(tiny_registry.folder(records.DEPTH.spec))
     image = np.zeros((*size, 3), np.uint8)
     expected = processor(images=image, return_tensors="pt").pixel_values.shape[-2:]
     assert model_input_size(*size) == tuple(expected)

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from backend.geometry.cameras import SIX_VIEW_AZIMUTHS_DEG, SIX_VIEW_ELEVATIONS_DEG
+from backend.models import records
 from backend.models.multiview import Zero123MultiView, split_grid
 
 
@@ -32,7 +33,7 @@ def test_split_grid_rejects_bad_shapes():
 
 
 def test_zero123_generates_the_six_views_with_their_poses(tiny_registry):
-    zero123 = tiny_registry.get("novel_view")
+    zero123 = tiny_registry.get(records.NOVEL_VIEW)
     reference = zero123.encode_reference(torch.rand(1, 3, 64, 64), elevation_deg=5.0)
     steps = []
     views = Zero123MultiView(zero123).generate(reference, steps=2, generator=torch.Generator().manual_seed(0),
@@ -47,4 +48,4 @@ def test_zero123_plus_plus_is_full_preset_only(tiny_registry):
     from backend.models.hub import ModelUnavailableError
 
     with pytest.raises(ModelUnavailableError, match="no tiny version"):
-        tiny_registry.get("multiview")
+        tiny_registry.get(records.MULTIVIEW)

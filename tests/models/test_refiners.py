@@ -1,17 +1,18 @@
 import pytest
 import torch
 
+from backend.models import records
 from backend.models.refiners import FIXER_TIMESTEP
 
 
 @pytest.fixture(scope="module")
 def refiner(tiny_registry):
-    return tiny_registry.get("refiner")
+    return tiny_registry.get(records.REFINER)
 
 
 @pytest.fixture(scope="module")
 def fixer(tiny_registry):
-    return tiny_registry.get("fixer")
+    return tiny_registry.get(records.FIXER)
 
 
 def test_prompt_refiner_shapes_range_and_determinism(refiner):
@@ -56,7 +57,7 @@ def test_fixer_is_one_step_at_difix_noise_level(fixer):
 
 
 def test_refiner_loads_half_precision_files_as_float32_on_cpu(refiner, tiny_registry):
-    folder = tiny_registry.folder("refiner")
+    folder = tiny_registry.folder(records.REFINER.spec)
     assert (folder / "unet" / "diffusion_pytorch_model.fp16.safetensors").is_file()
     assert refiner.pipe.unet.dtype == torch.float32
 

@@ -2,64 +2,29 @@
 model is placed where the real Depth Anything V2 snapshot would be, so the full preset's loading
 path (snapshot lookup, hash verification, from_pretrained) runs without a download."""
 
-import hashlib
-import os
-import shutil
+import dataclasses
 
 import pytest
 import torch
 
-from backend.models import hub, registry as registry_module, tiny
-from backend.models.catalogue import CATALOGUE, spec
+from backend.models import hub, records, registry as registry_module, tiny
 from backend.models.hub import ModelUnavailableError, cached_snapshot, missing_files, select_files, verify_snapshot
 from backend.models.registry import ModelRegistry, ModelSettings
 
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
+from .hf_cache import put_in_hf_cache
 
-
-def _etag(path) -> str:
-    data = path.read_bytes()
-    if path.suffix in (".safetensors", ".bin"):  # LFS files: sha256
-        return hashlib.sha256(data).hexdigest()
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()  # git blob id
-
-
-def put_in_hf_cache(cache, repo_id, source):
-    """Lay `source` out as huggingface_hub stores a downloaded snapshot of `repo_id`@main."""
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(COMMIT)
-    for file in sorted(p for p in source.rglob("*") if p.is_file()):
-        etag = _etag(file)
-        blob = repo / "blobs" / etag
-        blob.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(file, blob)
-        link = repo / "snapshots" / COMMIT / file.relative_to(source)
-        link.parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(os.path.relpath(blob, link.parent), link)
-    return repo / "snapshots" / COMMIT
-
-
-@pytest.fixture
-def hf_cache(tmp_path, monkeypatch):
-    from huggingface_hub import constants
-
-    cache = tmp_path / "hf-hub"
-    cache.mkdir()
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    return cache
+DEPTH = records.DEPTH.spec
 
 
 @pytest.fixture
 def cached_depth(hf_cache, tiny_registry):
-    return put_in_hf_cache(hf_cache, spec("depth").repo_id, tiny_registry.folder("depth"))
+    return put_in_hf_cache(hf_cache, DEPTH.repo_id, tiny_registry.folder(DEPTH))
 
 
 def test_missing_full_model_offline_names_the_model_and_the_command(hf_cache):
     registry = ModelRegistry(ModelSettings(preset="full", device="cpu"))
     with pytest.raises(ModelUnavailableError) as error:
-        registry.get("depth")
+        registry.get(records.DEPTH)
     message = str(error.value)
     assert "depth-anything/Depth-Anything-V2-Small-hf" in message
     assert "python -m backend models download --preset full" in message
@@ -76,15 +41,15 @@ def test_auto_never_falls_back_to_tiny(hf_cache):
 
 
 def test_auto_is_full_when_the_required_models_are_cached(cached_depth, monkeypatch):
-    monkeypatch.setattr(registry_module, "required_specs", lambda: [spec("depth")])
+    monkeypatch.setattr(registry_module, "required_specs", lambda: [DEPTH])
     registry = ModelRegistry(ModelSettings(preset="auto", device="cpu"))
     assert registry.preset == "full" and not registry.is_tiny
 
 
 def test_full_preset_loads_a_cached_snapshot_through_from_pretrained(cached_depth):
     registry = ModelRegistry(ModelSettings(preset="full", device="cpu"))
-    assert registry.folder("depth") == cached_depth
-    depth = registry.get("depth")
+    assert registry.folder(DEPTH) == cached_depth
+    depth = registry.get(records.DEPTH)
     assert depth.predict(torch.rand(1, 3, 40, 40)).shape == (1, 40, 40)
     assert registry.describe() == "full"
 
@@ -101,12 +66,12 @@ def test_verify_finds_a_corrupted_weight_file(cached_depth):
 
 def test_a_snapshot_without_its_weights_is_not_cached(cached_depth):
     (cached_depth / "model.safetensors").unlink()
-    assert missing_files(spec("depth"), cached_depth) == ["model.fp16.safetensors"]
-    assert cached_snapshot(spec("depth")) is None
+    assert missing_files(DEPTH, cached_depth) == ["model.fp16.safetensors"]
+    assert cached_snapshot(DEPTH) is None
 
 
 def test_download_picks_one_weight_format_per_file():
-    model = spec("refiner")
+    model = records.REFINER.spec
     files = ["model_index.json", "unet/config.json", "vae/config.json", "text_encoder/config.json",
              "tokenizer/vocab.json", "scheduler/scheduler_config.json", "v1-5-pruned.safetensors",
              "unet/diffusion_pytorch_model.fp16.safetensors", "unet/diffusion_pytorch_model.safetensors",
@@ -125,22 +90,22 @@ def test_download_picks_one_weight_format_per_file():
 
 def test_download_refuses_in_offline_mode(hf_cache):
     with pytest.raises(ModelUnavailableError, match="offline"):
-        hub.download(spec("depth"))
+        hub.download(DEPTH)
 
 
 def test_models_load_once_and_can_be_freed(tiny_registry):
-    first = tiny_registry.get("depth")
-    assert tiny_registry.get("depth") is first and "depth" in tiny_registry.loaded()
-    tiny_registry.free("depth")
+    first = tiny_registry.get(records.DEPTH)
+    assert tiny_registry.get(records.DEPTH) is first and "depth" in tiny_registry.loaded()
+    tiny_registry.free(records.DEPTH)
     assert "depth" not in tiny_registry.loaded()
-    assert tiny_registry.get("depth") is not first
+    assert tiny_registry.get(records.DEPTH) is not first
     assert "noise" in tiny_registry.describe()
-    with pytest.raises(KeyError, match="unknown model"):
-        tiny_registry.get("teleporter")
+    with pytest.raises(TypeError, match="records"):
+        tiny_registry.get("depth")  # names are for the CLI only (records.record_for)
 
 
 def test_tiny_models_are_built_once_and_reused(tmp_path):
-    model = spec("clip")
+    model = records.CLIP.spec
     folder, built = tiny.ensure_tiny(model, tmp_path)
     stamp = (folder / "open_clip_model.safetensors").stat().st_mtime_ns
     again, built_again = tiny.ensure_tiny(model, tmp_path)
@@ -150,28 +115,20 @@ def test_tiny_models_are_built_once_and_reused(tmp_path):
 
 
 def test_an_outdated_tiny_model_is_rebuilt(tmp_path, monkeypatch):
-    folder, _ = tiny.ensure_tiny(spec("clip"), tmp_path)
+    folder, _ = tiny.ensure_tiny(records.CLIP.spec, tmp_path)
     monkeypatch.setattr(tiny, "TINY_FORMAT", tiny.TINY_FORMAT + 1)
-    _, built = tiny.ensure_tiny(spec("clip"), tmp_path)
+    _, built = tiny.ensure_tiny(records.CLIP.spec, tmp_path)
     assert built
 
 
-def test_a_failed_tiny_build_leaves_nothing_behind(tmp_path, monkeypatch):
+def test_a_failed_tiny_build_leaves_nothing_behind(tmp_path):
     def broken(folder):
         (folder / "config.json").write_text("{}")
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(tiny, "_builder", lambda role: broken)
     with pytest.raises(RuntimeError, match="disk full"):
-        tiny.ensure_tiny(spec("depth"), tmp_path)
+        tiny.ensure_tiny(dataclasses.replace(DEPTH, tiny=broken), tmp_path)
     assert list(tmp_path.rglob("*")) == [tmp_path / "depth-anything"]  # just the empty organisation folder
-
-
-def test_every_role_has_a_licence_and_every_tiny_role_a_builder():
-    for model in CATALOGUE.values():
-        assert model.licence and model.size_mb > 0 and model.weights
-        if model.has_tiny:
-            assert model.role in tiny._BUILDERS
 
 
 def test_settings_are_validated():

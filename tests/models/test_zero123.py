@@ -4,12 +4,13 @@ import pytest
 import torch
 
 from backend.geometry.cameras import OrbitPose
+from backend.models import records
 from backend.models.zero123 import IMAGE_SIZE, Zero123
 
 
 @pytest.fixture(scope="module")
 def zero123(tiny_registry) -> Zero123:
-    return tiny_registry.get("novel_view")
+    return tiny_registry.get(records.NOVEL_VIEW)
 
 
 @pytest.fixture(scope="module")
