@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
                             "auto (full when cached or downloadable; default)")
     serve.add_argument("--cache-dir", type=Path, help="result cache folder (default: LIFT3D_CACHE or "
                                                       "~/.cache/lift3d/results)")
+    serve.add_argument("--models-lock", type=Path, metavar="PATH",
+                       help="models lock file: the commits the full preset loads (default: LIFT3D_MODELS_LOCK or "
+                            "~/.cache/lift3d/models.lock.json)")
     serve.add_argument("--no-preload", action="store_true", help="load models at the first job, not at startup")
     serve.add_argument("--max-queued", type=int, default=4, help="jobs that may wait behind the running one (0-1024)")
     serve.add_argument("-v", "--verbose", action="store_true")
@@ -68,13 +71,13 @@ def _add_models_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_generate_arguments(parser: argparse.ArgumentParser) -> None:
-    from .generate import add_arguments
+    from .cli.generate import add_arguments
 
     add_arguments(parser)
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from .generate import main
+    from .cli.generate import main
 
     return main(args)
 
@@ -86,22 +89,22 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .cache import ResultCache
-    from .config import ServerConfig
+    from .pipelines.cache import ResultCache
+    from .serving.config import ServerConfig
     from .models.hub import ModelUnavailableError
     from .models.registry import TINY_NOTICE, ModelRegistry, ModelSettings
-    from .pipeline import GenerationPipeline
-    from .security import SecurityError
-    from .server import Server
+    from .pipelines import Pipelines
+    from .serving.security import SecurityError
+    from .serving.server import Server
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        registry = ModelRegistry(ModelSettings(preset=args.models, device=args.device))
-        pipeline = GenerationPipeline(registry, ResultCache(args.cache_dir))
+        registry = ModelRegistry(ModelSettings(preset=args.models, device=args.device, lock_file=args.models_lock))
+        pipelines = Pipelines(registry, ResultCache(args.cache_dir))
         config = ServerConfig(bind=args.bind, keys_dir=args.keys, insecure=args.insecure, device=args.device,
                               max_queued=args.max_queued, model_preset=registry.preset)
-        server = Server(config, pipeline)
+        server = Server(config, pipelines)
         endpoint = server.bind()
     except (SecurityError, OSError, ValueError, ModelUnavailableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -109,7 +112,7 @@ def _serve(args: argparse.Namespace) -> int:
     if registry.is_tiny:
         print(f"NOTICE: {TINY_NOTICE}", flush=True)
     if not args.no_preload:
-        pipeline.start_preload()
+        pipelines.start_preload()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -120,13 +123,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    from .run_sample import add_arguments
+    from .cli.run_sample import add_arguments
 
     add_arguments(parser)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .run_sample import main
+    from .cli.run_sample import main
 
     return main(args)
 
@@ -159,16 +162,18 @@ def _print_welcome(address: str, keys: CurveKeys | None, timeout_s: float) -> in
             return 1
     gpu = f"{welcome.gpu_name} ({welcome.gpu_memory_mb} MiB)" if welcome.gpu_name else "none"
     print(f"Lift3D backend at {address}\n"
-          f"  backend version   {welcome.backend_version} (protocol {welcome.protocol_version})\n"
+          f"  backend version   {welcome.backend_version} (protocol {welcome.protocol})\n"
           f"  device            {welcome.device}\n"
           f"  GPU               {gpu}\n"
           f"  models            {welcome.model_preset}\n"
-          f"  quality presets   {', '.join(welcome.quality_presets)}")
+          f"  quality presets   {', '.join(welcome.quality_presets)}\n"
+          f"  request kinds     {', '.join(welcome.request_kinds) or '(not listed)'}\n"
+          f"  options           {', '.join(welcome.options) or '(not listed)'}")
     return 0
 
 
 def _keys(args: argparse.Namespace) -> int:
-    from .security import SecurityError, generate_keys
+    from .serving.security import SecurityError, generate_keys
 
     clients = args.client or ([] if (args.dir / "clients").is_dir() else ["client"])
     try:

@@ -11,11 +11,11 @@ from dataclasses import replace
 
 import numpy as np
 
-from backend.config import ServerConfig
-from backend.context import StageContext
+from backend.serving.config import ServerConfig
+from backend.serving.context import StageContext
 from backend.device import DeviceInfo
-from backend.server import Server
-from protocol import Envelope, Generate, Mesh, is_terminal
+from backend.serving.server import Server
+from protocol import Envelope, Generate, Mesh, MeshMetadata, Stage, is_terminal
 from protocol.client import Client
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(64))  # the codec checks magic bytes only
@@ -25,7 +25,7 @@ def tetrahedron(kind: str, seed: int) -> Mesh:
     rng = np.random.default_rng(seed)
     vertices = rng.normal(size=(4, 3)).astype(np.float32)
     faces = np.array([[0, 1, 2], [0, 3, 1], [1, 3, 2], [2, 3, 0]], np.uint32)
-    return Mesh(kind=kind, vertices=vertices, faces=faces, metadata={"seed": seed})
+    return Mesh(kind=kind, vertices=vertices, faces=faces, metadata=MeshMetadata(seed=seed))
 
 
 def splats(n: int, seed: int) -> dict[str, np.ndarray]:
@@ -48,12 +48,12 @@ def stepping_pipeline(steps: int = 5, step_s: float = 0.01, n_splats: int = 64,
         for step in range(1, steps + 1):
             ctx.check_cancelled()
             time.sleep(step_s)
-            ctx.report("geometry", step, steps)
+            ctx.report(Stage.GEOMETRY, step, steps)
             ctx.preview(step, **splats(n_splats, request.seed + step))
             if fail is not None and step == steps // 2 + 1:
                 raise fail
         ctx.mesh(tetrahedron("geometry", request.seed))
-        ctx.report("texture", 1, 1)
+        ctx.report(Stage.TEXTURE, 1, 1)
         return tetrahedron("final", request.seed)
 
     return pipeline

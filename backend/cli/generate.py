@@ -10,34 +10,46 @@ import threading
 import time
 from pathlib import Path
 
+from protocol import RequestKind
+from protocol.options import DEFAULT_QUALITY, QUALITY_NAMES, OptionError, options_for, parse_cli_value
+
 EXIT_BAD_INPUT, EXIT_FAILED, EXIT_CANCELLED = 2, 1, 130
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", type=Path, help="PNG, JPEG or WebP image of the object")
     parser.add_argument("--prompt", default="", help="what the object is (empty: a caption is generated)")
-    parser.add_argument("--preset", default="standard", choices=("draft", "standard", "high"), help="quality preset")
+    parser.add_argument("--preset", default=DEFAULT_QUALITY, choices=QUALITY_NAMES, help="quality preset")
     parser.add_argument("--models", default="auto", choices=("auto", "full", "tiny"), help="model preset")
     parser.add_argument("--device", default="auto", help="auto, cpu, mps, cuda or cuda:N")
+    parser.add_argument("--models-lock", type=Path, metavar="PATH",
+                        help="models lock file (default: LIFT3D_MODELS_LOCK or ~/.cache/lift3d/models.lock.json)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
-                        help="pipeline option, e.g. faces=20000, texture_size=1024, segmentation=false (repeatable)")
+                        help="request option (repeatable): " + option_help())
     parser.add_argument("--cache-dir", type=Path, help="result cache folder")
 
 
-def parse_options(pairs: list[str]) -> dict:
-    import json
+def option_help() -> str:
+    """The options of a generate request, from the protocol's table: 'faces (an integer from 500
+    to 500,000), ...'."""
+    return "; ".join(f"{spec.name}: {spec.allowed()}" for spec in options_for(RequestKind.GENERATE))
 
+
+def parse_options(pairs: list[str]) -> dict:
+    """`NAME=VALUE` strings → the options map, each value parsed as its option's type; raises
+    OptionError (unknown name, bad value) or ValueError (not NAME=VALUE)."""
+    known = {spec.name: spec for spec in options_for(RequestKind.GENERATE)}
     options = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:
             raise ValueError(f"--option needs NAME=VALUE, got {pair!r}")
-        try:
-            options[name] = json.loads(value)
-        except json.JSONDecodeError:
-            options[name] = value
+        spec = known.get(name)
+        if spec is None:
+            raise OptionError(name, f"unknown option {name!r}", hint=f"Known options: {', '.join(known)}.")
+        options[name] = spec.check(parse_cli_value(spec, value))
     return options
 
 
@@ -83,13 +95,14 @@ def _peak_memory() -> dict[str, float]:
 def main(args: argparse.Namespace) -> int:
     from protocol import Generate, ProtocolError
 
-    from .cache import ResultCache
-    from .context import JobCancelled, PipelineError, StageContext
-    from .models.hub import ModelUnavailableError
-    from .models.registry import TINY_NOTICE, ModelRegistry, ModelSettings
+    from ..pipelines.cache import ResultCache
+    from ..serving.context import JobCancelled, PipelineError, StageContext
+    from ..models.hub import ModelUnavailableError
+    from ..models.registry import TINY_NOTICE, ModelRegistry, ModelSettings
     from .outputs import write_outputs
-    from .pipeline import GenerationPipeline, config_from_request
-    from .stages.image_io import decode_image
+    from ..pipelines.generate import GenerationPipeline
+    from ..pipelines.generate_request import inputs_from
+    from ..stages.image_io import decode_image
 
     def fail(code: int, text: str, hint: str = "") -> int:
         print(f"error: {text}" + (f"\n  hint: {hint}" if hint else ""), file=sys.stderr)
@@ -105,16 +118,19 @@ def main(args: argparse.Namespace) -> int:
     try:
         decode_image(data)
         options = parse_options(args.option)
-        config_from_request(args.preset, options)
-        request = Generate(image=data, prompt=args.prompt, quality=args.preset, seed=args.seed, options=options)
+        # Through the wire message's own checks (image, prompt and seed limits), as a request would.
+        inputs = inputs_from(Generate(image=data, prompt=args.prompt, quality=args.preset, seed=args.seed,
+                                      options=options))
     except PipelineError as exc:
         return fail(EXIT_BAD_INPUT, f"{args.image}: {exc}", exc.hint)
+    except OptionError as exc:
+        return fail(EXIT_BAD_INPUT, str(exc), exc.hint)
     except (ValueError, ProtocolError) as exc:
         return fail(EXIT_BAD_INPUT, str(exc))
     if args.out.exists() and not args.out.is_dir():
         return fail(EXIT_BAD_INPUT, f"--out {args.out} exists and is not a folder")
     try:
-        registry = ModelRegistry(ModelSettings(preset=args.models, device=args.device))
+        registry = ModelRegistry(ModelSettings(preset=args.models, device=args.device, lock_file=args.models_lock))
     except (ModelUnavailableError, ValueError) as exc:
         return fail(EXIT_FAILED, str(exc))
     if registry.is_tiny:
@@ -125,7 +141,7 @@ def main(args: argparse.Namespace) -> int:
     ctx = StageContext(bar, cancel)
     started = time.perf_counter()
     try:
-        final = pipeline(request, ctx)
+        final = pipeline.run(inputs, ctx)
     except KeyboardInterrupt:
         bar.close()
         return fail(EXIT_CANCELLED, "cancelled; nothing was written")
@@ -135,7 +151,7 @@ def main(args: argparse.Namespace) -> int:
     except PipelineError as exc:
         bar.close()
         code = EXIT_BAD_INPUT if exc.code == "invalid_request" else EXIT_FAILED
-        return fail(code, f"{ctx.stage}: {exc}", exc.hint)
+        return fail(code, f"{ctx.stage or 'preprocess'}: {exc}", exc.hint)
     bar.close()
     report = pipeline.last_report.to_dict()
     report.update(image=str(args.image), seed=args.seed, preset=args.preset, models=registry.preset,
@@ -143,7 +159,7 @@ def main(args: argparse.Namespace) -> int:
                   peak_memory=_peak_memory(), faces=int(len(final.faces)), vertices=int(len(final.vertices)))
     mesh = {"vertices": final.vertices, "faces": final.faces, "uvs": final.uvs, "normals": final.normals,
             "texture": final.texture}
-    label = f"TINY PRESET: random weights, wiring check only" if registry.is_tiny else ""
+    label = "TINY PRESET: random weights, wiring check only" if registry.is_tiny else ""
     written = write_outputs(args.out, mesh=mesh, report=report, gaussians=pipeline.last_gaussians, label=label)
     print(f"done in {report['total_s']:.1f} s: " + ", ".join(str(p) for p in written.values()))
     if registry.is_tiny:

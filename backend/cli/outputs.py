@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from .geometry.cameras import orbit_cameras
-from .geometry.export import export_glb
-from .geometry.textured_mesh import TexturedMesh, render_mesh
+from ..geometry.cameras import orbit_cameras
+from ..geometry.export import export_glb
+from ..geometry.textured_mesh import TexturedMesh, render_mesh
 
 TURNTABLE_AZIMUTHS = tuple(range(0, 360, 45))
 
@@ -62,7 +62,7 @@ def write_outputs(destination: Path, *, mesh: dict[str, np.ndarray], report: dic
         texture = mesh["texture"]
         export_glb(staging / "model.glb", mesh["vertices"], mesh["faces"], mesh["uvs"], texture, mesh.get("normals"))
         if gaussians is not None:
-            from .geometry.gaussians import save_ply
+            from ..geometry.gaussians import save_ply
 
             save_ply(gaussians, staging / "splats.ply")
         Image.fromarray(turntable(mesh, label=label)).save(staging / "turntable.png")

@@ -9,10 +9,15 @@ the command says loudly that the result only checks the wiring.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import sys
 import time
 from pathlib import Path
+
+from protocol.options import QUALITY_NAMES
+
+from .generate import option_help, parse_options
 
 SAMPLE_PROMPT = "a cup of coffee"
 
@@ -21,8 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--connect", help="use the backend at this address instead of starting one")
     parser.add_argument("--models", choices=("auto", "full", "tiny"), default="auto",
                         help="model preset of the local backend (auto: full when available, else tiny with a notice)")
-    parser.add_argument("--preset", choices=("draft", "standard", "high"),
+    parser.add_argument("--preset", choices=QUALITY_NAMES,
                         help="quality preset (default: standard on a GPU, draft on a CPU)")
+    parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                        help="request option (repeatable): " + option_help())
     parser.add_argument("--out", type=Path, default=Path("out") / "sample", help="output folder (default out/sample)")
     parser.add_argument("--image", type=Path, help="your own image instead of the sample")
     parser.add_argument("--prompt", help=f"prompt (default for the sample: {SAMPLE_PROMPT!r})")
@@ -39,8 +46,8 @@ def sample_image() -> bytes:
 
 def _choose_models(requested: str) -> tuple[str, str]:
     """→ (preset for the backend, notice to print)."""
-    from .models.hub import ModelUnavailableError
-    from .models.registry import TINY_NOTICE, resolve_preset
+    from ..models.hub import ModelUnavailableError
+    from ..models.registry import TINY_NOTICE, resolve_preset
 
     if requested != "auto":
         return requested, TINY_NOTICE if requested == "tiny" else ""
@@ -56,8 +63,14 @@ def _banner(text: str) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from .local import LocalBackend
+    from ..serving.local import LocalBackend
 
+    try:
+        options = parse_options(args.option)
+    except ValueError as exc:  # OptionError is one: names the option and what is allowed
+        print(f"error: {exc}" + (f"\n  hint: {exc.hint}" if getattr(exc, "hint", "") else ""), file=sys.stderr)
+        return 2
+    args.options = options
     image = args.image.read_bytes() if args.image else sample_image()
     prompt = args.prompt if args.prompt is not None else ("" if args.image else SAMPLE_PROMPT)
     if args.connect:
@@ -95,7 +108,7 @@ def _generate(address: str, image: bytes, prompt: str, args: argparse.Namespace,
         gpu = welcome.gpu_name or "no GPU"
         print(f"Backend {welcome.backend_version} on {welcome.device} ({gpu}), models: {welcome.model_preset}; "
               f"quality: {preset}; prompt: {prompt or '(caption)'}", flush=True)
-        job = client.submit(image, prompt, quality=preset, seed=0)
+        job = client.submit(image, prompt, quality=preset, seed=0, options=args.options)
         started, stage, previews, geometry = time.perf_counter(), None, 0, None
         timings: dict[str, float] = {}
         stage_started = started
@@ -142,7 +155,7 @@ def _finish(final, geometry, timings, previews, total, args, preset, prompt, tin
             "texture": final.texture}
     report = {"prompt": prompt, "preset": preset, "total_s": total, "stage_s": timings, "previews": previews,
               "geometry_mesh_faces": None if geometry is None else int(len(geometry.faces)),
-              "faces": int(len(final.faces)), "metadata": dict(final.metadata), "tiny": tiny}
+              "faces": int(len(final.faces)), "metadata": dataclasses.asdict(final.metadata), "tiny": tiny}
     label = "TINY PRESET: random weights, wiring check only" if tiny else ""
     written = write_outputs(args.out, mesh=mesh, report=report, label=label)
     written.update(_render_in_blender(mesh, args.out, prompt, label))

@@ -7,14 +7,13 @@ from pathlib import Path
 
 from protocol import DEFAULT_ADDRESS
 from protocol.limits import MAX_OPTIONS
+from protocol.options import QUALITY_NAMES
 
 MAX_QUEUED = 1024
 # One client's unfinished jobs must fit in a heartbeat (MAX_OPTIONS entries), with room for jobs
 # whose final message is still on its way from the worker.
 MAX_JOBS_PER_CLIENT = MAX_OPTIONS // 2
 
-# Names of the quality presets a client may ask for. The pipeline issue attaches a config to each.
-QUALITY_PRESETS: tuple[str, ...] = ("draft", "standard", "high")
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,8 @@ class ServerConfig:
     """Compute device: auto (CUDA, then MPS, then CPU), cuda, cuda:N, mps or cpu."""
     model_preset: str = "none"
     """Model preset reported to clients; the models issue wires `full`, `tiny` and `auto`."""
-    quality_presets: tuple[str, ...] = QUALITY_PRESETS
+    quality_presets: tuple[str, ...] = QUALITY_NAMES
+    """The presets clients may ask for (protocol/options.py names them; the pipeline configures them)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.max_queued <= MAX_QUEUED:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from protocol import Mesh, Message, Preview, Progress
+from protocol import Mesh, Message, Preview, Progress, Stage
 
 
 class JobCancelled(Exception):
@@ -37,14 +37,15 @@ class StageContext:
         self._clock = clock
         self._last_preview = -float("inf")
         self._stage_started = clock()
-        self.stage = "queued"
-        """Name of the stage that last reported; failures and cancellations are attributed to it."""
+        self.stage: Stage | None = None
+        """The stage that last reported (None before the first report); failures and
+        cancellations are attributed to it."""
 
     def check_cancelled(self) -> None:
         if self._cancel_event.is_set():
             raise JobCancelled(self.stage)
 
-    def report(self, stage: str, step: int, total: int, message: str = "") -> None:
+    def report(self, stage: Stage, step: int, total: int, message: str = "") -> None:
         """Progress within `stage`; the ETA extrapolates the stage's own rate so far."""
         now = self._clock()
         if stage != self.stage:

@@ -1,7 +1,7 @@
 """Jobs and the JobManager: a bounded queue in front of one GPU worker thread.
 
-The worker runs the pipeline callable with a StageContext and hands every message it
-produces to `emit(job, message)`. It never touches a socket; the server decides how the
+The worker runs the job's prepared input through the runner with a StageContext and hands every
+message it produces to `emit(job, message)`. It never touches a socket; the server decides how the
 message reaches the client. Cancellation is cooperative: a running job stops at its next
 `check_cancelled`; a queued job is simply removed.
 """
@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from protocol import FAILURE_CODES, Cancelled, Failed, Generate, Mesh, Message
 from protocol.limits import MAX_NAME_CHARS, MAX_TEXT_CHARS
@@ -22,8 +23,36 @@ from .context import JobCancelled, PipelineError, StageContext
 
 log = logging.getLogger(__name__)
 
-Pipeline = Callable[[Generate, StageContext], Mesh]
-"""Runs one job: reports through the context and returns the final mesh."""
+
+class Runner(Protocol):
+    """What the server runs jobs with (the generation pipelines, or a test stand-in)."""
+
+    def prepare(self, request: Generate) -> Any:
+        """The request (already checked against the protocol's options table) → the typed job
+        input `run` takes. Runs on the server thread before `accepted`, so it must be quick; raises
+        PipelineError(code="invalid_request") for a request that cannot be served as asked."""
+        ...
+
+    def run(self, job_input: Any, ctx: StageContext) -> Mesh:
+        """Runs one job on the worker thread: reports through `ctx`, returns the final mesh."""
+        ...
+
+
+@dataclass(frozen=True)
+class FunctionRunner:
+    """A plain `function(request, ctx) -> Mesh` as a Runner (the request is its own input)."""
+
+    function: Callable[[Generate, StageContext], Mesh]
+
+    def prepare(self, request: Generate) -> Generate:
+        return request
+
+    def run(self, job_input: Generate, ctx: StageContext) -> Mesh:
+        return self.function(job_input, ctx)
+
+
+def as_runner(runner: Runner | Callable[[Generate, StageContext], Mesh]) -> Runner:
+    return runner if hasattr(runner, "prepare") and hasattr(runner, "run") else FunctionRunner(runner)
 
 
 class QueueFull(Exception):
@@ -34,7 +63,8 @@ class QueueFull(Exception):
 class Job:
     client: bytes
     job_id: str
-    request: Generate
+    job_input: Any
+    """What the runner's `prepare` made of the request."""
     cancel_event: threading.Event = field(default_factory=threading.Event)
     created_at: float = field(default_factory=time.monotonic)
     last_event_at: float = field(default_factory=time.monotonic)
@@ -43,9 +73,9 @@ class Job:
 
 
 class JobManager:
-    def __init__(self, pipeline: Pipeline, emit: Callable[[Job, Message], None], max_queued: int = 4,
+    def __init__(self, runner: Runner, emit: Callable[[Job, Message], None], max_queued: int = 4,
                  preview_interval_s: float = 0.1) -> None:
-        self._pipeline = pipeline
+        self._runner = runner
         self._emit = emit
         self._max_queued = max_queued
         self._preview_interval_s = preview_interval_s
@@ -94,6 +124,11 @@ class JobManager:
                 self._running.cancel_event.set()
                 mine.append(self._running)
         return len(mine)
+
+    def held(self) -> int:
+        """Jobs queued or running."""
+        with self._lock:
+            return len(self._pending) + (self._running is not None)
 
     def worker_alive(self) -> bool:
         return self._thread.is_alive()
@@ -144,7 +179,7 @@ class JobManager:
         started = time.monotonic()
         try:
             ctx.check_cancelled()
-            result = self._pipeline(job.request, ctx)
+            result = self._runner.run(job.job_input, ctx)
             if not isinstance(result, Mesh) or result.kind != "final":
                 raise TypeError(f"the pipeline returned {type(result).__name__}, not a final Mesh")
             emit(result)  # encodes, so an invalid mesh becomes a pipeline failure below
@@ -152,20 +187,20 @@ class JobManager:
             return
         except JobCancelled:
             log.info("job %s cancelled during %s", job.job_id, ctx.stage)
-            outcome: Message = Cancelled(stage=ctx.stage[:MAX_NAME_CHARS])
+            outcome: Message = Cancelled(stage=ctx.stage)
         except Exception as exc:  # any pipeline failure becomes a `failed` message
             log.exception("job %s failed during %s", job.job_id, ctx.stage)
             outcome = failure_for(exc, ctx.stage)
         emit(outcome)
 
 
-def failure_for(exc: BaseException, stage: str) -> Failed:
+def failure_for(exc: BaseException, stage: str | None) -> Failed:
     """Turn a pipeline exception into the `failed` message the artist sees."""
     # Cut to the wire limits: a failure report that cannot be encoded would leave the job unended.
-    stage = stage[:MAX_NAME_CHARS]
+    stage = stage[:MAX_NAME_CHARS] if stage else None
     if is_out_of_memory(exc):
         return Failed(code="out_of_memory", stage=stage,
-                      message=f"Ran out of memory during {stage}: {exc}"[:MAX_TEXT_CHARS],
+                      message=f"Ran out of memory during {stage or 'the job'}: {exc}"[:MAX_TEXT_CHARS],
                       hint="Try the draft preset or a smaller texture size, close other programs using the "
                            "GPU, or start the backend with --device cpu.")
     if isinstance(exc, PipelineError):

@@ -14,6 +14,13 @@ from pathlib import Path
 from protocol.client import Client, CurveKeys
 
 
+def backend_python() -> str:
+    """The Python that runs backends: $LIFT3D_BACKEND_PYTHON when set (the blender tier's light
+    per-Blender-version venvs have no torch; `./lift3d test --blender` points this at .venv's),
+    else this one."""
+    return os.environ.get("LIFT3D_BACKEND_PYTHON") or sys.executable
+
+
 def free_tcp_endpoint(host: str = "127.0.0.1") -> str:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -37,7 +44,7 @@ class LocalBackend:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        cmd = [sys.executable, "-m", "backend", "serve", "--bind", self.endpoint, *self.extra_args]
+        cmd = [backend_python(), "-m", "backend", "serve", "--bind", self.endpoint, *self.extra_args]
         root = str(Path(__file__).resolve().parent.parent)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
         with open(self.log_path, "wb") as log:

@@ -13,12 +13,14 @@ import logging
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
 
 from protocol import (
+    PROTOCOL_VERSION,
     Accepted,
     Cancel,
     Cancelled,
@@ -28,20 +30,23 @@ from protocol import (
     Heartbeat,
     Hello,
     Message,
+    OptionError,
     ProtocolError,
+    RequestKind,
     Welcome,
     decode,
     encode,
     is_terminal,
     peek_ids,
-    PROTOCOL_VERSION,
 )
 from protocol.limits import MAX_IMAGE_BYTES, MAX_OPTIONS, MAX_TEXT_CHARS
+from protocol.options import options_for, validate_options
 
-from . import __version__
+from .. import __version__
 from .config import MAX_JOBS_PER_CLIENT, ServerConfig
-from .device import DeviceInfo, describe_device
-from .jobs import Job, JobManager, Pipeline, QueueFull
+from .context import PipelineError
+from ..device import DeviceInfo, describe_device
+from .jobs import Job, JobManager, QueueFull, Runner, as_runner
 from .security import check_bind_policy, enable_curve_server
 
 log = logging.getLogger(__name__)
@@ -67,7 +72,7 @@ class ClientState:
 
 
 class Server:
-    def __init__(self, config: ServerConfig, pipeline: Pipeline, device: DeviceInfo | None = None) -> None:
+    def __init__(self, config: ServerConfig, runner: Runner | Callable, device: DeviceInfo | None = None) -> None:
         check_bind_policy(config.bind, config.keys_dir, config.insecure)
         self.config = config
         self._device = device or describe_device(config.device)
@@ -78,7 +83,8 @@ class Server:
         self._push_local = threading.local()
         self._outbox_endpoint = f"inproc://lift3d-outbox-{id(self):x}"
         self._clients: dict[bytes, ClientState] = {}
-        self._jobs = JobManager(pipeline, self._post_from_worker, max_queued=config.max_queued)
+        self._runner = as_runner(runner)
+        self._jobs = JobManager(self._runner, self._post_from_worker, max_queued=config.max_queued)
         self.endpoint = ""
         self.dropped: Counter[str] = Counter()
         """Messages dropped for clients that lag, by type ('preview', 'heartbeat')."""
@@ -216,10 +222,12 @@ class Server:
                 hint=_PROTOCOL_HINTS["bad_message"], in_reply_to=envelope.msg_id))
 
     def _welcome(self) -> Welcome:
-        return Welcome(protocol_version=PROTOCOL_VERSION, backend_version=__version__, device=self._device.device,
+        return Welcome(protocol=str(PROTOCOL_VERSION), backend_version=__version__, device=self._device.device,
                        gpu_name=self._device.gpu_name, gpu_memory_mb=self._device.gpu_memory_mb,
                        model_preset=self.config.model_preset, quality_presets=list(self.config.quality_presets),
-                       heartbeat_interval_s=self.config.heartbeat_interval_s)
+                       heartbeat_interval_s=self.config.heartbeat_interval_s,
+                       request_kinds=[kind.value for kind in RequestKind],
+                       options=[spec.name for kind in RequestKind for spec in options_for(kind)])
 
     def _submit(self, client: bytes, state: ClientState, envelope: Envelope, request: Generate) -> None:
         job_id = envelope.job_id
@@ -240,9 +248,19 @@ class Server:
             return refuse("busy", f"this client already has {len(state.jobs)} unfinished jobs",
                           "Wait for some to finish, or cancel them, before submitting more.")
         if request.quality not in self.config.quality_presets:
-            return refuse("invalid_request", f"unknown quality preset {request.quality!r}",
+            return refuse("invalid_request", f"unknown quality preset {request.quality!r:.40}",
                           f"Choose one of: {', '.join(self.config.quality_presets)}.")
-        job = Job(client=client, job_id=job_id, request=request)
+        # Every option is checked before `accepted`: a bad one ends the request here, naming the
+        # option and what is allowed, and no job is created.
+        try:
+            validate_options(RequestKind.GENERATE, request.options)
+            job_input = self._runner.prepare(request)
+        except OptionError as exc:
+            return refuse("invalid_request", str(exc)[:MAX_TEXT_CHARS], exc.hint[:MAX_TEXT_CHARS])
+        except PipelineError as exc:
+            return refuse(exc.code if exc.code == "invalid_request" else "pipeline_error",
+                          str(exc)[:MAX_TEXT_CHARS], exc.hint[:MAX_TEXT_CHARS])
+        job = Job(client=client, job_id=job_id, job_input=job_input)
         try:
             position = self._jobs.submit(job)
         except QueueFull as exc:

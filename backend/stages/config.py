@@ -42,7 +42,8 @@ class GeometryConfig:
     render_sizes: tuple[int, int, int] = (128, 256, 512)
     """Progressive render resolution: the first until 30 % of the steps, the second until 60 %."""
     reference_elevation_deg: float = 0.0
-    """Elevation of the input camera (negative-up photos: about 20–30)."""
+    """Elevation of the input camera above the object, degrees (product shots from above: about
+    20–30). Set by the `elevation` request option."""
     camera_radius: float = 2.0
     fovy_deg: float = 49.1
     novel_elevation_range_deg: tuple[float, float] = (-30.0, 30.0)
@@ -142,4 +143,4 @@ HIGH = replace(
                  bake=replace(STANDARD.mesh.bake, texture_size=2048)),
     texture=replace(STANDARD.texture, steps=100),
 )
-QUALITY_PRESETS: dict[str, GenerationConfig] = {"draft": DRAFT, "standard": STANDARD, "high": HIGH}
+QUALITY_CONFIGS: dict[str, GenerationConfig] = {"draft": DRAFT, "standard": STANDARD, "high": HIGH}

@@ -144,3 +144,15 @@ def preview_arrays(gaussians: gs.Gaussians, max_splats: int) -> dict[str, np.nda
                 "opacities": (opacities[keep].clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy(),
                 "scales": gaussians.scales[keep].half().cpu().numpy(),
                 "rotations": gaussians.quats[keep].half().cpu().numpy()}
+
+
+def gaussians_payload(gaussians: gs.Gaussians) -> dict[str, np.ndarray]:
+    """The Gaussians' parameters as arrays, for the result cache."""
+    return {k: v.detach().cpu().numpy() for k, v in gaussians.params.items()}
+
+
+def gaussians_from_payload(arrays: dict[str, np.ndarray], device: torch.device | str) -> gs.Gaussians:
+    params = torch.nn.ParameterDict({k: torch.nn.Parameter(torch.from_numpy(np.array(v)).to(device))
+                                     for k, v in arrays.items()})
+    degree = int(round((arrays["shN"].shape[1] + 1) ** 0.5)) - 1
+    return gs.Gaussians(params, sh_degree=degree)

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from ..geometry.cameras import OrbitPose, relative_pose
+from ..models import records
 from ..models.zero123 import ReferenceEmbedding, StepCallback, Zero123
 from .config import GeometryConfig, TextureConfig
 from .geometry import PseudoViews
@@ -35,10 +36,10 @@ def pseudo_views(registry, reference: ReferenceEmbedding, reference_image: Tenso
     from ..models.multiview import Zero123MultiView
 
     if config.multiview_generator == "zero123++":
-        views = registry.get("multiview").generate(reference_image, steps=config.multiview_samples,
-                                                   generator=generator, on_step=on_step)
+        views = registry.get(records.MULTIVIEW).generate(reference_image, steps=config.multiview_samples,
+                                                         generator=generator, on_step=on_step)
     elif config.multiview_generator == "zero123":
-        views = Zero123MultiView(registry.get("novel_view")).generate(
+        views = Zero123MultiView(registry.get(records.NOVEL_VIEW)).generate(
             reference, radius=config.camera_radius, steps=config.multiview_samples,
             guidance_scale=config.guidance_scale, generator=generator, on_step=on_step)
     else:
@@ -47,7 +48,7 @@ def pseudo_views(registry, reference: ReferenceEmbedding, reference_image: Tenso
     masks = foreground_mask(images, views.background).float()
     # Lift3D renders on white: move a grey generator background (Zero123++) to white.
     images = images * masks[:, None] + (1 - masks[:, None]) if views.background != 1.0 else images
-    depth = registry.get("depth").predict(images).cpu() * masks if config.depth_weight > 0 else None
+    depth = registry.get(records.DEPTH).predict(images).cpu() * masks if config.depth_weight > 0 else None
     return PseudoViews(images, masks, depth, views.poses, views.fovy_deg)
 
 

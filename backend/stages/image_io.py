@@ -17,7 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from protocol.limits import MAX_IMAGE_PIXELS as MAX_PIXELS
 from protocol.limits import MAX_IMAGE_SIDE as MAX_SIDE
 
-from ..context import PipelineError
+from ..serving.context import PipelineError
 
 MIN_SIDE = 16
 FORMATS = ("PNG", "JPEG", "WEBP")

@@ -1,5 +1,5 @@
-"""Preprocess: the artist's image → a centred, square cut-out of the object, its mask, its
-monocular depth and (when the prompt is empty) a caption.
+"""Preprocess: the artist's image → a centred, square cut-out of the object, its mask and its
+monocular depth (the caption for an empty prompt is the pipeline's `caption` step).
 
 The object mask comes from, in order: the image's own alpha; text-guided segmentation of the
 object the prompt names (CLIPSeg + SAM); background removal (the same models asked for "the main
@@ -17,8 +17,10 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from ..context import PipelineError
+from ..serving.context import PipelineError
+from ..models import records
 from .config import PreprocessConfig
+from .geometry import ReferenceTargets
 from .image_io import DecodedImage
 
 
@@ -26,9 +28,7 @@ from .image_io import DecodedImage
 class PreparedInput:
     rgba: np.ndarray  # [S, S, 4] uint8: the object centred with a border, alpha = mask
     depth: np.ndarray  # [S, S] float32 relative inverse depth (larger = nearer), 0 outside the mask
-    prompt: str  # the prompt the texture stage uses (the caption when the artist gave none)
     mask_source: str  # "alpha" | "text" | "foreground" | "border colour"
-    captioned: bool = False
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -39,6 +39,20 @@ class PreparedInput:
         rgb = torch.from_numpy(self.rgba[..., :3].astype(np.float32) / 255.0)
         alpha = torch.from_numpy(self.rgba[..., 3:].astype(np.float32) / 255.0)
         return (rgb * alpha + background * (1 - alpha)).permute(2, 0, 1)[None]
+
+    def references(self) -> ReferenceTargets:
+        """The reference-view targets both optimisation stages fit: the cut-out on white, its
+        mask and its monocular depth."""
+        return ReferenceTargets(self.image_on(1.0)[0], torch.from_numpy(self.mask.astype(np.float32)),
+                                torch.from_numpy(self.depth))
+
+    def cache_payload(self) -> tuple[dict[str, np.ndarray], dict]:
+        """(arrays, meta) for the result cache."""
+        return {"rgba": self.rgba, "depth": self.depth}, {"mask_source": self.mask_source, "warnings": self.warnings}
+
+    @classmethod
+    def from_cache(cls, arrays: dict[str, np.ndarray], meta: dict) -> PreparedInput:
+        return cls(np.array(arrays["rgba"]), np.array(arrays["depth"]), meta["mask_source"], list(meta["warnings"]))
 
 
 def border_colour_mask(rgba: np.ndarray, tolerance: float = 0.12) -> np.ndarray:  # [H, W, 4] → [H, W] bool
@@ -107,17 +121,12 @@ def object_mask(image: DecodedImage, prompt: str, config: PreprocessConfig, segm
 def prepare(image: DecodedImage, prompt: str, config: PreprocessConfig, registry,
             check: Callable[[], None] = lambda: None) -> PreparedInput:
     """The whole preprocess stage (models come from `registry`, loaded on first use); `check()`
-    runs between model calls (raise from it to cancel)."""
-    prompt = prompt.strip()
-    mask, source, warnings = object_mask(image, prompt, config, lambda: registry.get("segmenter"))
+    runs between model calls (raise from it to cancel). The prompt only names what to cut out."""
+    mask, source, warnings = object_mask(image, prompt.strip(), config, lambda: registry.get(records.SEGMENTER))
     check()
     rgba = recentre(image.rgba, mask, config.size, config.border_ratio)
-    prepared = PreparedInput(rgba, np.zeros((config.size, config.size), np.float32), prompt, source,
-                             warnings=warnings)
-    depth = registry.get("depth").predict(prepared.image_on(1.0))[0].cpu().numpy()
+    prepared = PreparedInput(rgba, np.zeros((config.size, config.size), np.float32), source, warnings=warnings)
+    depth = registry.get(records.DEPTH).predict(prepared.image_on(1.0))[0].cpu().numpy()
     prepared.depth = np.where(prepared.mask, depth, 0.0).astype(np.float32)
     check()
-    if not prompt and config.caption_empty_prompt:
-        prepared.prompt = registry.get("captioner").caption(rgba)
-        prepared.captioned = True
     return prepared

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from backend.cache import ResultCache, content_key
+from backend.pipelines.cache import ResultCache, content_key
 
 
 def test_keys_depend_on_every_part_and_its_type():

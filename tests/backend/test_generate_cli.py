@@ -55,9 +55,12 @@ def test_bad_input_exits_non_zero_and_writes_nothing(tmp_path, capsys, content, 
 def test_bad_options_are_refused_before_any_work(tmp_path, capsys):
     image = tmp_path / "input.png"
     image.write_bytes(_png(Image.new("RGB", (64, 64), (200, 30, 30))))
-    code = main(["generate", str(image), "--models", "tiny", "--option", "faces=lots", "--out", str(tmp_path / "o")])
-    assert code == 2 and "faces must be an integer" in capsys.readouterr().err
-    assert not (tmp_path / "o").exists()
+    for option, words in [("faces=lots", "option 'faces' must be an integer from 500 to 500,000"),
+                          ("faces=499", "option 'faces' must be an integer from 500 to 500,000, got 499"),
+                          ("face=900", "unknown option 'face'"), ("fixer", "--option needs NAME=VALUE")]:
+        code = main(["generate", str(image), "--models", "tiny", "--option", option, "--out", str(tmp_path / "o")])
+        assert code == 2 and words in capsys.readouterr().err, option
+        assert not (tmp_path / "o").exists()
 
 
 def test_a_tiny_generation_writes_the_four_outputs(tmp_path, capsys):

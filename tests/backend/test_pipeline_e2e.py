@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from backend.cache import ResultCache
+from backend.pipelines.cache import ResultCache
 from backend.models.registry import ModelRegistry, ModelSettings
-from backend.pipeline import GenerationPipeline
-from protocol import Accepted, Cancelled, Failed, Mesh, Preview, Progress
+from backend.pipelines.generate import GenerationPipeline
+from protocol import Cancelled, Failed, Mesh, Preview, Progress
 from tests.support import collect, connected_client, next_message, of_job, running_server
 
 SHORT = {"geometry_steps": 12, "texture_steps": 2}
@@ -79,7 +79,8 @@ def test_messages_arrive_in_order_with_throttled_compact_previews(client):
     assert any(m.eta_s is not None for m in geometry_progress)
     final = messages[-1]
     assert final.texture.shape == (256, 256, 3) and len(final.faces) > 100 and final.uvs.shape == (len(final.vertices), 2)
-    assert final.metadata["tiny"] is True and final.metadata["models"] == "tiny"
+    assert final.metadata.tiny is True and final.metadata.models == "tiny"
+    assert final.metadata.prompt == "a red disc" and final.metadata.seed == 11 and final.metadata.quality == "draft"
 
 
 def test_previews_are_throttled_to_ten_per_second(client):
@@ -104,17 +105,17 @@ def test_previews_are_throttled_to_ten_per_second(client):
 def test_a_prompt_change_reuses_geometry_and_mesh(client, pipeline):
     image = photo(seed=3)
     _, first = run_job(client, image, "a red disc", seed=5)
-    assert first[-1].metadata["cache"] == "preprocess:miss,geometry:miss,mesh:miss"
+    assert first[-1].metadata.cache == {"preprocess": "miss", "geometry": "miss", "mesh": "miss"}
     _, second = run_job(client, image, "a shiny red plate", seed=5)
     assert isinstance(second[-1], Mesh) and second[-1].kind == "final"
-    assert second[-1].metadata["cache"] == "preprocess:hit,geometry:hit,mesh:hit"
+    assert second[-1].metadata.cache == {"preprocess": "hit", "geometry": "hit", "mesh": "hit"}
     # The geometry stage did not run: one "reused" progress message, no optimisation steps.
     geometry = [m for m in second if isinstance(m, Progress) and m.stage == "geometry"]
     assert [m.message for m in geometry] == ["reused from the cache"]
     assert not any(isinstance(m, Progress) and m.stage == "pseudo views" for m in second)
     assert pipeline.last_report.timings["geometry"] < 1.0
     assert np.array_equal(first[-1].vertices, second[-1].vertices)
-    assert second[-1].metadata["prompt"] == "a shiny red plate"
+    assert second[-1].metadata.prompt == "a shiny red plate"
 
 
 def test_the_cache_survives_a_backend_restart(pipeline, tmp_path):
@@ -123,12 +124,12 @@ def test_the_cache_survives_a_backend_restart(pipeline, tmp_path):
         client = connected_client(first)
         _, messages = run_job(client, image, seed=6)
         client.close()
-    assert messages[-1].metadata["cache"].endswith("geometry:miss,mesh:miss")
+    assert messages[-1].metadata.cache["geometry"] == messages[-1].metadata.cache["mesh"] == "miss"
     with running_server(GenerationPipeline(pipeline.registry, ResultCache(tmp_path))) as second:
         client = connected_client(second)
         _, messages = run_job(client, image, "another prompt", seed=6)
         client.close()
-    assert messages[-1].metadata["cache"] == "preprocess:hit,geometry:hit,mesh:hit"
+    assert messages[-1].metadata.cache == {"preprocess": "hit", "geometry": "hit", "mesh": "hit"}
 
 
 @pytest.mark.parametrize("stage", ["preprocess", "pseudo views", "geometry", "mesh", "texture"])
@@ -156,7 +157,7 @@ def test_a_texture_failure_still_delivers_the_geometry_mesh(client, pipeline, mo
     def broken_texture(*args, **kwargs):
         raise RuntimeError("texture stage exploded")
 
-    monkeypatch.setattr(pipeline, "_texture", broken_texture)
+    monkeypatch.setattr("backend.pipelines.generate._GenerateJob.texture", broken_texture)
     _, messages = run_job(client, photo(seed=5), seed=21)
     meshes = [m for m in messages if isinstance(m, Mesh)]
     assert [m.kind for m in meshes] == ["geometry"]
@@ -180,11 +181,27 @@ def test_bad_images_fail_cleanly_and_the_server_keeps_serving(client, make, word
     assert isinstance(after[-1], Mesh) and after[-1].kind == "final"
 
 
-def test_unknown_options_are_refused_with_their_names(client):
-    job = client.submit(photo(), "a red disc", quality="draft", options={"face_count": 100})
+@pytest.mark.parametrize("options, words", [
+    ({"face_count": 100}, "unknown option 'face_count'"),
+    ({"faces": 499}, "option 'faces' must be an integer from 500 to 500,000, got 499"),
+    ({"geometry_steps": 20_000}, "option 'geometry_steps' must be an integer from 1 to 5,000"),
+    ({"texture_steps": 2_000}, "option 'texture_steps' must be an integer from 0 to 1,000"),
+    ({"texture_size": 300}, "option 'texture_size' must be one of 256, 512, 1024, 2048, 4096"),
+])
+def test_bad_options_are_refused_before_accepted_and_no_job_is_created(client, server, options, words):
+    job = client.submit(photo(), "a red disc", quality="draft", options=options)
     messages = [e.message for e in of_job(collect(client, job, timeout_s=30), job)]
-    assert isinstance(messages[0], Accepted)
-    assert isinstance(messages[-1], Failed) and "face_count" in messages[-1].message and "faces" in messages[-1].hint
+    assert len(messages) == 1 and isinstance(messages[0], Failed), messages  # no `accepted`, no progress
+    assert messages[0].code == "invalid_request" and words in messages[0].message and messages[0].hint
+    assert server._jobs.held() == 0
+    _, after = run_job(client, photo(seed=3), seed=5)  # the server keeps serving
+    assert isinstance(after[-1], Mesh) and after[-1].kind == "final"
+
+
+def test_the_welcome_lists_the_request_kinds_and_options_this_backend_accepts(client):
+    welcome = client.welcome
+    assert welcome.protocol == "2.0" and welcome.request_kinds == ["generate"]
+    assert {"faces", "elevation", "fixer", "texture_size"} <= set(welcome.options)
 
 
 def _encoded(image: Image.Image) -> bytes:

@@ -9,29 +9,30 @@ import time
 
 import pytest
 
-from backend.cache import ResultCache
-from backend.context import JobCancelled, StageContext
-from backend.pipeline import GenerationPipeline
+from backend.pipelines.cache import ResultCache
+from backend.serving.context import JobCancelled, StageContext
+from protocol import Stage
+from backend.pipelines.generate import GenerationPipeline
 
 
 class SlowRegistry:
     def __init__(self, release: threading.Event) -> None:
         self.release, self.loaded = release, []
 
-    def get(self, name: str):
+    def get(self, record):
         self.release.wait(10)
-        self.loaded.append(name)
+        self.loaded.append(record.name)
 
 
 def test_a_job_waits_for_the_preload_and_can_be_cancelled_meanwhile(tmp_path):
     release = threading.Event()
     registry = SlowRegistry(release)
     pipeline = GenerationPipeline(registry, ResultCache(tmp_path))
-    thread = pipeline.start_preload()
+    thread = pipeline.preloader.start()
     messages, cancel = [], threading.Event()
     ctx = StageContext(messages.append, cancel)
 
-    waiter = threading.Thread(target=pipeline.wait_for_preload, args=(ctx,))
+    waiter = threading.Thread(target=pipeline.preloader.wait, args=(ctx, Stage.PREPROCESS))
     waiter.start()
     time.sleep(0.3)
     assert waiter.is_alive() and messages[0].message == "waiting for the models to load"
@@ -41,8 +42,8 @@ def test_a_job_waits_for_the_preload_and_can_be_cancelled_meanwhile(tmp_path):
     assert not waiter.is_alive() and registry.loaded == ["novel_view", "depth", "clip", "segmenter", "refiner"]
 
     release.clear()
-    pipeline.start_preload()
+    pipeline.preloader.start()
     cancel.set()
     with pytest.raises(JobCancelled):
-        pipeline.wait_for_preload(ctx)
+        pipeline.preloader.wait(ctx, Stage.PREPROCESS)
     release.set()

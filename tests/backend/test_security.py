@@ -6,10 +6,10 @@ import contextlib
 
 import pytest
 
-from backend.config import ServerConfig
+from backend.serving.config import ServerConfig
 from backend.device import DeviceInfo
-from backend.security import SecurityError, check_bind_policy, generate_keys, is_local_endpoint
-from backend.server import Server
+from backend.serving.security import SecurityError, check_bind_policy, generate_keys, is_local_endpoint
+from backend.serving.server import Server
 from protocol.client import Client, CurveKeys
 from tests.support import PNG, collect, running_server, stepping_pipeline
 
@@ -73,7 +73,7 @@ def test_curve_admits_known_clients_and_gives_unknown_ones_no_service(tmp_path):
                 plaintext.handshake(1.0)
         # Neither the impostor nor the plaintext client ever became known to the server.
         assert len(server._clients) <= 1
-    assert welcome.protocol_version == 1
+    assert welcome.protocol == "2.0"
     assert got[-1].type == "mesh"
 
 

@@ -1,9 +1,7 @@
 import pytest
 import torch
 
-from backend.context import PipelineError
-from backend.pipeline import config_from_request
-from backend.stages.config import DRAFT, HIGH, QUALITY_PRESETS, STANDARD
+from backend.stages.config import DRAFT, HIGH, QUALITY_CONFIGS, STANDARD
 from backend.stages.losses import clip_consistency_loss, foreground_mask, pearson_depth_loss
 
 
@@ -47,7 +45,7 @@ def test_foreground_mask_and_clip_consistency():
 
 
 def test_presets_are_replaced_instances_ordered_by_budget():
-    assert QUALITY_PRESETS == {"draft": DRAFT, "standard": STANDARD, "high": HIGH}
+    assert QUALITY_CONFIGS == {"draft": DRAFT, "standard": STANDARD, "high": HIGH}
     assert STANDARD.geometry.steps == 500 and STANDARD.texture.steps == 50  # DreamGaussian's budget
     for field in ("steps",):
         assert getattr(DRAFT.geometry, field) < getattr(STANDARD.geometry, field) < getattr(HIGH.geometry, field)
@@ -55,20 +53,3 @@ def test_presets_are_replaced_instances_ordered_by_budget():
     assert DRAFT.texture.steps < STANDARD.texture.steps < HIGH.texture.steps
     # Everything not deliberately changed is shared with the standard preset.
     assert DRAFT.geometry.rgb_weight == STANDARD.geometry.rgb_weight and HIGH.geometry.optim == STANDARD.geometry.optim
-
-
-def test_request_options_are_applied_and_validated():
-    config = config_from_request("draft", {"faces": 1234, "texture_size": 512, "segmentation": False,
-                                           "elevation": 20, "geometry_steps": 7, "texture_steps": 0})
-    assert config.mesh.target_faces == 1234 and config.mesh.bake.texture_size == 512
-    assert not config.preprocess.segmentation and config.geometry.reference_elevation_deg == 20.0
-    assert config.geometry.steps == 7 and config.texture.steps == 0
-    assert config.geometry.rgb_weight == DRAFT.geometry.rgb_weight  # the rest stays the preset's
-    bad = [("ultra", {}, "unknown quality preset"), ("draft", {"colour": 1}, "unknown option 'colour'"),
-           ("draft", {"faces": "many"}, "faces must be an integer"), ("draft", {"faces": 10}, r"faces must be a number in"),
-           ("draft", {"faces": True}, "integer"), ("draft", {"texture_size": 300}, "texture_size must be one of"),
-           ("draft", {"segmentation": "yes"}, "true or false"), ("draft", {"elevation": 95}, "elevation")]
-    for quality, options, words in bad:
-        with pytest.raises(PipelineError, match=words) as error:
-            config_from_request(quality, options)
-        assert error.value.code == "invalid_request"

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from backend.context import PipelineError
+from backend.serving.context import PipelineError
 from backend.stages.config import PreprocessConfig
 from backend.stages.image_io import DecodedImage
 from backend.stages.preprocess import PreparedInput, border_colour_mask, object_mask, recentre
@@ -62,7 +62,7 @@ def test_object_mask_prefers_alpha_and_keys_without_segmentation():
 def test_prepared_input_composites_on_a_background():
     rgba = np.zeros((4, 4, 4), np.uint8)
     rgba[1, 1] = (255, 0, 0, 255)
-    prepared = PreparedInput(rgba, np.zeros((4, 4), np.float32), "x", "alpha")
+    prepared = PreparedInput(rgba, np.zeros((4, 4), np.float32), "alpha")
     white = prepared.image_on(1.0)
     assert white.shape == (1, 3, 4, 4) and white[0, :, 1, 1].tolist() == [1.0, 0.0, 0.0]
     assert white[0, :, 0, 0].tolist() == [1.0, 1.0, 1.0] and prepared.mask.sum() == 1

@@ -1,0 +1,265 @@
+"""The generate pipeline: image + prompt → textured mesh. The one orchestrator of this request
+kind: it runs the stages in order, talks through the stage context, and reuses cached results.
+
+    preprocess → caption (empty prompt) → geometry (Gaussians) → mesh (sent as `geometry`) →
+    texture → `final` mesh
+
+Prompt iteration is cheap because every expensive result is cached by content hash:
+preprocess by (image bytes, prompt when it drives the segmentation, settings); the caption by the
+cut-out; geometry by (the cut-out, settings, seed, model preset); mesh by (geometry key,
+settings). Changing only the prompt re-runs segmentation (when it is on) and the texture stage;
+if the new mask is the same, geometry and mesh come from the cache. Each stage module owns its
+cache payload (`cache_payload` / `from_cache`); this module only chooses keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from functools import cached_property
+
+import torch
+
+from protocol import Generate, Mesh, MeshMetadata, Stage
+
+from .cache import ResultCache, content_key
+from ..serving.context import PipelineError, StageContext
+from ..geometry import gaussians as gs
+from ..models import records
+from ..models.registry import TINY_NOTICE, ModelRegistry
+from ..stages.geometry import (
+    PseudoViews,
+    gaussians_from_payload,
+    gaussians_payload,
+    optimise_gaussians,
+    preview_arrays,
+)
+from ..stages.image_io import decode_image
+from ..stages.mesh import STEPS as MESH_STEPS
+from ..stages.mesh import MeshArrays, extract_mesh, texture_bytes
+from ..stages.preprocess import PreparedInput, prepare
+from .generate_request import GenerateInputs, inputs_from
+from .preload import Preloader
+from .report import JobReport
+
+log = logging.getLogger(__name__)
+
+PIPELINE_VERSION = 2
+"""Part of every cache key: bump when a stage's output changes for the same inputs."""
+
+PRELOADED = (records.NOVEL_VIEW, records.DEPTH, records.CLIP, records.SEGMENTER, records.REFINER)
+"""The models every generate job needs, loaded when the server starts."""
+
+
+class GenerationPipeline:
+    """One instance per process, holding the resident models and the result cache across jobs."""
+
+    def __init__(self, registry: ModelRegistry, cache: ResultCache | None = None) -> None:
+        self.registry = registry
+        self.cache = cache if cache is not None else ResultCache()
+        self.preloader = Preloader(registry, PRELOADED)
+        self.last_report: JobReport | None = None
+        self.last_gaussians: gs.Gaussians | None = None
+        """The stage-1 result of the last job (the CLI writes it as splats.ply)."""
+
+    def prepare(self, request: Generate) -> GenerateInputs:
+        """The request as typed inputs (the server calls this before `accepted`)."""
+        return inputs_from(request)
+
+    def run(self, inputs: GenerateInputs, ctx: StageContext) -> Mesh:
+        job = _GenerateJob(self, inputs, ctx)
+        self.last_report, self.last_gaussians = job.report, None
+        self.preloader.wait(ctx, Stage.PREPROCESS)
+        if self.registry.is_tiny:
+            ctx.report(Stage.PREPROCESS, 0, 3, f"NOTICE: {TINY_NOTICE}")
+        prepared, prepared_key = job.preprocess()
+        job.resolve_prompt(prepared, prepared_key)
+        gaussians, geometry_key = job.geometry(prepared, prepared_key)
+        self.last_gaussians = gaussians
+        mesh = job.mesh(gaussians, geometry_key)
+        ctx.mesh(job.message("geometry", mesh))
+        # Failures from here on (model loading included) belong to the texture stage; the artist
+        # already has the untextured mesh.
+        ctx.report(Stage.TEXTURE, 0, max(inputs.config.texture.steps, 1), "preparing")
+        return job.message("final", mesh.with_texture(job.texture(prepared, mesh)))
+
+
+class _GenerateJob:
+    """One job's state: its inputs, report, and what it computes once (the reference embedding)."""
+
+    def __init__(self, pipeline: GenerationPipeline, inputs: GenerateInputs, ctx: StageContext) -> None:
+        self.registry, self.cache, self.inputs, self.ctx = pipeline.registry, pipeline.cache, inputs, ctx
+        self.config = inputs.config
+        self.report = JobReport(config=inputs.config.to_dict())
+        self.reference_image: torch.Tensor | None = None  # [1, 3, S, S], set by preprocess
+
+    @cached_property
+    def reference_embedding(self):
+        """Zero123's encoding of the input view: computed once per job, used by SDS, the pseudo
+        views and texture refinement (and not at all when geometry comes from the cache and the
+        texture is not refined)."""
+        zero123 = self.registry.get(records.NOVEL_VIEW)
+        return zero123.encode_reference(self.reference_image, self.config.geometry.reference_elevation_deg)
+
+    def message(self, kind: str, mesh: MeshArrays) -> Mesh:
+        report = self.report
+        metadata = MeshMetadata(prompt=report.prompt, captioned=report.captioned, seed=self.inputs.seed,
+                                quality=self.inputs.quality, models=self.registry.preset, tiny=self.registry.is_tiny,
+                                cache=dict(report.cache))
+        return Mesh(kind=kind, vertices=mesh.vertices, faces=mesh.faces, uvs=mesh.uvs, normals=mesh.normals,
+                    texture=mesh.texture, metadata=metadata)
+
+    # --- stages ---------------------------------------------------------------------------------
+
+    def preprocess(self) -> tuple[PreparedInput, str]:
+        ctx, report, config = self.ctx, self.report, self.config
+        started = time.perf_counter()
+        ctx.report(Stage.PREPROCESS, 1, 3, "decoding the image")
+        image = decode_image(self.inputs.image)
+        ctx.check_cancelled()
+        # The prompt matters to preprocessing only when it drives the segmentation.
+        prompt_matters = not image.has_alpha and config.preprocess.segmentation
+        key = content_key("preprocess", PIPELINE_VERSION, self.inputs.image, config.preprocess,
+                          self.inputs.prompt if prompt_matters else None, self.registry.preset)
+        entry = self.cache.get("preprocess", key)
+        if entry is not None:
+            prepared = PreparedInput.from_cache(entry.arrays, entry.meta)
+            report.cache["preprocess"] = "hit"
+        else:
+            ctx.report(Stage.PREPROCESS, 2, 3, "finding the object")
+            try:
+                prepared = prepare(image, self.inputs.prompt, config.preprocess, self.registry, ctx.check_cancelled)
+            except PipelineError:
+                ctx.check_cancelled()  # an artist who cancelled wants "cancelled", not the error behind it
+                raise
+            self.cache.put("preprocess", key, *prepared.cache_payload())
+            report.cache["preprocess"] = "miss"
+        report.warnings = list(prepared.warnings)
+        for warning in prepared.warnings:
+            ctx.report(Stage.PREPROCESS, 3, 3, f"warning: {warning}")
+        ctx.report(Stage.PREPROCESS, 3, 3, f"object from {prepared.mask_source}")
+        self.reference_image = prepared.image_on(1.0)
+        report.timed("preprocess", started)
+        # Geometry depends on the cut-out, not on how it was obtained: same mask, same key.
+        return prepared, content_key(prepared.rgba, prepared.depth)
+
+    def resolve_prompt(self, prepared: PreparedInput, prepared_key: str) -> None:
+        """The prompt the texture stage uses: the artist's, else a caption of the cut-out (the one
+        place captioning happens; cached by the cut-out), else none."""
+        report = self.report
+        if self.inputs.prompt or not self.config.preprocess.caption_empty_prompt:
+            report.prompt = self.inputs.prompt
+            return
+        started = time.perf_counter()
+        key = content_key("caption", PIPELINE_VERSION, prepared_key, self.registry.preset)
+        entry = self.cache.get("caption", key)
+        if entry is not None:
+            caption, report.cache["caption"] = entry.meta["caption"], "hit"
+        else:
+            self.ctx.report(Stage.PREPROCESS, 3, 3, "writing a caption (empty prompt)")
+            caption = self.registry.get(records.CAPTIONER).caption(prepared.rgba)
+            self.cache.put("caption", key, {}, {"caption": caption})
+            report.cache["caption"] = "miss"
+        self.ctx.check_cancelled()
+        report.prompt, report.captioned = caption, True
+        report.timed("preprocess", started)
+
+    def geometry(self, prepared: PreparedInput, prepared_key: str) -> tuple[gs.Gaussians, str]:
+        ctx, config, report = self.ctx, self.config, self.report
+        started = time.perf_counter()
+        key = content_key("geometry", PIPELINE_VERSION, prepared_key, config.geometry, self.inputs.seed,
+                          self.registry.preset)
+        entry = self.cache.get("geometry", key)
+        if entry is not None:
+            gaussians = gaussians_from_payload(entry.arrays, self.registry.device)
+            report.cache["geometry"] = "hit"
+            ctx.report(Stage.GEOMETRY, config.geometry.steps, config.geometry.steps, "reused from the cache")
+            self._send_preview(config.geometry.steps, gaussians, force=True)
+            report.timed("geometry", started)
+            return gaussians, key
+        report.cache["geometry"] = "miss"
+        pseudo = self._pseudo_views()
+        from ..stages.guidance import Zero123Guidance
+
+        guidance = Zero123Guidance(self.registry.get(records.NOVEL_VIEW), self.reference_embedding, config.geometry)
+
+        def on_step(step: int, total: int, gaussians: gs.Gaussians, losses: dict[str, float]) -> None:
+            ctx.check_cancelled()
+            ctx.report(Stage.GEOMETRY, step, total, f"{len(gaussians)} Gaussians")
+            self._send_preview(step, gaussians)
+
+        result = optimise_gaussians(prepared.references(), guidance, pseudo, config.geometry, seed=self.inputs.seed,
+                                    device=self.registry.device, on_step=on_step)
+        report.losses["geometry"] = result.losses
+        self.cache.put("geometry", key, gaussians_payload(result.gaussians), {"gaussians": len(result.gaussians)})
+        report.timed("geometry", started)
+        return result.gaussians, key
+
+    def _pseudo_views(self) -> PseudoViews | None:
+        config = self.config.geometry
+        if config.multiview_weight <= 0:
+            return None
+        from ..stages.guidance import pseudo_views
+
+        def on_step(step: int, total: int) -> None:
+            self.ctx.check_cancelled()
+            self.ctx.report(Stage.PSEUDO_VIEWS, step, total, "six views from the novel-view model")
+
+        return pseudo_views(self.registry, self.reference_embedding, self.reference_image, config,
+                            generator=torch.Generator().manual_seed(self.inputs.seed), on_step=on_step)
+
+    def _send_preview(self, step: int, gaussians: gs.Gaussians, force: bool = False) -> None:
+        if force or self.ctx.preview_due():
+            self.ctx.preview(step, **preview_arrays(gaussians, self.config.geometry.preview_splats))
+
+    def mesh(self, gaussians: gs.Gaussians, geometry_key: str) -> MeshArrays:
+        ctx, report = self.ctx, self.report
+        started = time.perf_counter()
+        key = content_key("mesh", PIPELINE_VERSION, geometry_key, self.config.mesh)
+        entry = self.cache.get("mesh", key)
+        if entry is not None:
+            report.cache["mesh"] = "hit"
+            ctx.report(Stage.MESH, 1, 1, "reused from the cache")
+            report.timed("mesh", started)
+            return MeshArrays.from_cache(entry.arrays)
+        report.cache["mesh"] = "miss"
+        ctx.report(Stage.MESH, 0, len(MESH_STEPS), "extracting the surface")
+
+        def on_step(name: str) -> None:
+            ctx.check_cancelled()
+            ctx.report(Stage.MESH, MESH_STEPS.index(name) + 1, len(MESH_STEPS), name)
+
+        mesh, facts = extract_mesh(gaussians, self.config.mesh, on_step=on_step, check=ctx.check_cancelled)
+        self.cache.put("mesh", key, mesh.cache_payload(), facts)
+        ctx.report(Stage.MESH, len(MESH_STEPS), len(MESH_STEPS), f"{len(mesh.faces)} faces")
+        report.timed("mesh", started)
+        return mesh
+
+    def texture(self, prepared: PreparedInput, mesh: MeshArrays):  # → [T, T, 3] uint8
+        from ..stages.guidance import DiffusionTextureGuidance
+        from ..stages.texture import refine_texture
+
+        config, ctx, prompt = self.config, self.ctx, self.report.prompt
+        if config.texture.steps <= 0:
+            return mesh.texture
+        started = time.perf_counter()
+
+        def check(step: int, total: int) -> None:
+            ctx.check_cancelled()
+
+        refiner = self.registry.get(records.REFINER) if prompt and config.texture.prompt_refine_weight > 0 else None
+        fixer = self.registry.get(records.FIXER) if config.texture.fixer else None
+        clip = self.registry.get(records.CLIP) if config.texture.clip_weight > 0 else None
+        guidance = DiffusionTextureGuidance(self.registry.get(records.NOVEL_VIEW), self.reference_embedding,
+                                            self.reference_image, config.texture, config.geometry, prompt=prompt,
+                                            refiner=refiner, fixer=fixer, clip=clip, on_denoise_step=check)
+
+        def on_step(step: int, total: int, losses: dict[str, float]) -> None:
+            ctx.check_cancelled()
+            ctx.report(Stage.TEXTURE, step, total, "refining the texture")
+
+        result = refine_texture(mesh.to_textured_mesh(self.registry.device), prepared.references(), guidance,
+                                config.texture, config.geometry, seed=self.inputs.seed, on_step=on_step)
+        self.report.losses["texture"] = result.losses
+        self.report.timed("texture", started)
+        return texture_bytes(result.texture)
