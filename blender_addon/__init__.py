@@ -5,20 +5,22 @@ backend process (local or remote) reached over ZeroMQ; a timer drains its messag
 never blocks. Modules, in registration order:
 
     preferences  backend address, local backend start, keys, preview density
-    properties   per-scene settings (image, prompt, preset, seed, advanced options)
+    properties   per-scene settings (image, prompt, preset, seed; request options generated from
+                 the protocol's options table)
     operators    Generate / Regenerate / Cancel / Connect / image choice
     panels       the sidebar UI
     session      the connection, the job in flight and the timer tick
-Helpers without registration: wire (protocol import), jobs (job state), launcher (local
-backend process), image_source (bytes to send), preview (splat preview object), importer
-(mesh from arrays).
+Without registration: scene (carries out a job's effects), preview (splat preview object),
+importer (mesh from arrays), headless (driving the add-on without a window). The bpy-free half,
+tested without Blender, is the `core` package (job state machine, array checks and encoding,
+panel options, image bytes, launcher, protocol import).
 """
 
 
 
 def _modules() -> tuple:
-    # Imported here, not at the top, so the bpy-free helpers (jobs, launcher, wire, image_source)
-    # can be imported and tested without Blender.
+    # Imported here, not at the top, so the bpy-free `core` package can be imported and tested
+    # without Blender.
     from . import operators, panels, preferences, properties, session
 
     return (preferences, properties, operators, panels, session)

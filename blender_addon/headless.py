@@ -19,7 +19,7 @@ import numpy as np
 from mathutils import Vector
 
 from . import importer, session
-from .jobs import Job
+from .core.jobs import Job
 
 
 def drive(until: Callable[[], bool] | None = None, timeout_s: float = 600.0,

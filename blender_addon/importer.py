@@ -5,10 +5,8 @@ Called from a `bpy.app.timers` tick on the main thread, so it uses the data API 
 writes. A failure anywhere leaves `bpy.data` as it was: every datablock created so far is removed
 before the exception goes on.
 
-Conventions of the arrays (the project's, README "The 3D engine"): Blender's world (+Z up);
-UVs per vertex with the origin at the bottom-left (seams are split vertices); the texture is an
-image with row 0 at the TOP (what the backend bakes and writes into its GLB). Blender's
-`Image.pixels` starts with the bottom row, so the rows are reversed on the way in.
+The arrays are checked, placed and encoded by the bpy-free `core.mesh_arrays` (conventions
+there); this module only writes them into datablocks.
 
 Speed (100k faces, 1024² texture, see `bench.py`): the texture is packed as an uncompressed TGA
 built with numpy (~8 ms; Blender decodes it lazily on first use, like its glTF importer does with
@@ -20,16 +18,25 @@ crash Blender: out-of-range indices (rejected) and triangles repeating a vertex 
 
 from __future__ import annotations
 
-import struct
-from dataclasses import dataclass
 from typing import Any, Iterable
 
 import bpy
 import numpy as np
 
+from .core.mesh_arrays import (
+    MeshArrays,
+    checked_arrays,
+    is_translucent,
+    placed_vertices,
+    tga_bytes,
+    without_degenerate,
+)
+
 UV_LAYER = "UVMap"
 COLOR_ATTRIBUTE = "Col"
 ROUGHNESS = 0.8
+
+__all__ = ["MeshArrays", "build_mesh_object", "copy_transform", "remove_object"]  # MeshArrays: for callers' convenience
 
 # Blender 4.5 stores custom normals as a generic "custom_normal" attribute and accepts "free"
 # normals written straight into it (one foreach_set); before that the only way in is
@@ -37,18 +44,6 @@ ROUGHNESS = 0.8
 # spaces (~40 ms per 50k vertices).
 FREE_NORMALS = bpy.app.version >= (4, 5, 0)
 CORNER_VERT_ATTRIBUTE = ".corner_vert"  # internal (dot) name, present in 4.2 and 5.0
-
-
-@dataclass
-class MeshArrays:
-    """The arrays of a `protocol.Mesh` message, for callers that have no message (tests, bench)."""
-
-    vertices: np.ndarray                       # [V, 3] float32
-    faces: np.ndarray                          # [F, 3] uint32 | int32
-    uvs: np.ndarray | None = None              # [V, 2] float32, origin bottom-left
-    normals: np.ndarray | None = None          # [V, 3] float32 | float16
-    vertex_colors: np.ndarray | None = None    # [V, 3|4] uint8 sRGB
-    texture: np.ndarray | None = None          # [H, W, 3|4] uint8 sRGB, row 0 = top
 
 
 # --- public API ---------------------------------------------------------------------------------
@@ -65,7 +60,7 @@ def build_mesh_object(mesh: Any, *, name: str, location: Iterable[float] = (0.0,
     itself sits at `location` with scale 1. Each entry of `properties` becomes a custom property.
     All or nothing: on any error no datablock created here is left behind.
     """
-    arrays = _checked_arrays(mesh)
+    arrays = checked_arrays(mesh)
     created: list[bpy.types.ID] = []
     try:
         ob = _build(arrays, name, tuple(location), target_size, properties or {}, created)
@@ -104,52 +99,16 @@ def copy_transform(src: "bpy.types.Object", dst: "bpy.types.Object") -> None:
     dst.scale = src.scale
 
 
-# --- input checks -------------------------------------------------------------------------------
-
-
-def _checked_arrays(mesh: Any) -> MeshArrays:
-    """The arrays as numpy, shapes and index ranges checked up front: Blender trusts loop vertex
-    indices, so an out-of-range one would crash it rather than raise."""
-    arrays = MeshArrays(**{name: _optional_array(mesh, name) for name in MeshArrays.__dataclass_fields__})
-    v, f = arrays.vertices, arrays.faces
-    if v is None or v.ndim != 2 or v.shape[1] != 3 or len(v) == 0:
-        raise ValueError(f"vertices must be a non-empty [V, 3] array, got {None if v is None else v.shape}")
-    if not np.isfinite(v).all():
-        raise ValueError("vertices contain NaN or infinite values")
-    if f is None or f.ndim != 2 or f.shape[1] != 3 or f.dtype.kind not in "iu":
-        raise ValueError(f"faces must be an integer [F, 3] array, got {None if f is None else f.shape}")
-    if len(f) and (int(f.min()) < 0 or int(f.max()) >= len(v)):
-        raise ValueError(f"face indices span [{f.min()}, {f.max()}] but there are {len(v)} vertices")
-    for name, widths in (("uvs", (2,)), ("normals", (3,)), ("vertex_colors", (3, 4))):
-        a = getattr(arrays, name)
-        if a is not None and (a.ndim != 2 or len(a) != len(v) or a.shape[1] not in widths):
-            raise ValueError(f"{name} must be [V={len(v)}, {'|'.join(map(str, widths))}], got {a.shape}")
-    if arrays.vertex_colors is not None and arrays.vertex_colors.dtype != np.uint8:
-        raise ValueError(f"vertex_colors must be uint8 sRGB, got {arrays.vertex_colors.dtype}")
-    t = arrays.texture
-    if t is not None and (t.dtype != np.uint8 or t.ndim != 3 or t.shape[2] not in (3, 4) or 0 in t.shape
-                          or max(t.shape[:2]) > 65535):  # TGA's 16-bit width and height
-        raise ValueError(f"texture must be uint8 [H, W, 3|4] (sides up to 65535), got {t.dtype} {t.shape}")
-    if t is not None and arrays.uvs is None:
-        raise ValueError("a texture needs per-vertex uvs")
-    return arrays
-
-
-def _optional_array(mesh: Any, name: str) -> np.ndarray | None:
-    value = getattr(mesh, name, None)
-    return None if value is None else np.asarray(value)
-
-
 # --- building -----------------------------------------------------------------------------------
 
 
 def _build(arrays: MeshArrays, name: str, location: tuple, target_size: float | None,
            properties: dict, created: list) -> "bpy.types.Object":
     """Every datablock is appended to `created` as soon as it exists, for the caller's clean-up."""
-    faces = _without_degenerate(arrays.faces)
+    faces = without_degenerate(arrays.faces)
     me = bpy.data.meshes.new(name)
     created.append(me)
-    _fill_geometry(me, _placed_vertices(arrays.vertices, target_size), faces)
+    _fill_geometry(me, placed_vertices(arrays.vertices, target_size), faces)
     if arrays.uvs is not None:
         _set_uvs(me, arrays.uvs, faces)
     me.update(calc_edges=True)
@@ -172,35 +131,9 @@ def _build(arrays: MeshArrays, name: str, location: tuple, target_size: float | 
     material = bpy.data.materials.new(ob.name)
     created.append(material)
     _setup_material(material, image, with_vertex_colors=arrays.vertex_colors is not None,
-                    translucent=image is not None and _is_translucent(arrays.texture))
+                    translucent=image is not None and is_translucent(arrays.texture))
     me.materials.append(material)
     return ob
-
-
-def _without_degenerate(faces: np.ndarray) -> np.ndarray:
-    """faces [F, 3] minus triangles that use a vertex twice: Blender's edit mode cannot represent
-    them (`Mesh.validate()` would delete them too, at ~20x the cost of this check)."""
-    a, b, c = faces[:, 0], faces[:, 1], faces[:, 2]
-    degenerate = (a == b) | (b == c) | (a == c)
-    return faces[~degenerate] if degenerate.any() else faces
-
-
-def placement(points: np.ndarray, target_size: float | None) -> tuple[float, np.ndarray]:
-    """(scale, anchor [3]) for points [N, 3]: `(points - anchor) * scale` puts the bbox bottom
-    centre at the origin with the largest bbox dimension = `target_size` (scale 1 for None or a
-    zero-size bbox). The live preview is placed by the same rule, so the mesh replaces it in place."""
-    p = points.astype(np.float64)
-    lo, hi = p.min(axis=0), p.max(axis=0)
-    anchor = np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, lo[2]])
-    extent = float((hi - lo).max())
-    scale = target_size / extent if target_size is not None and extent > 0 else 1.0
-    return scale, anchor
-
-
-def _placed_vertices(vertices: np.ndarray, target_size: float | None) -> np.ndarray:
-    """[V, 3] float32 placed by `placement`."""
-    scale, anchor = placement(vertices, target_size)
-    return ((vertices.astype(np.float64) - anchor) * scale).astype(np.float32)
 
 
 def _fill_geometry(me: "bpy.types.Mesh", vertices: np.ndarray, faces: np.ndarray) -> None:
@@ -255,21 +188,11 @@ def _set_vertex_colors(me: "bpy.types.Mesh", colors: np.ndarray) -> None:
     me.attributes.default_color_name = COLOR_ATTRIBUTE
 
 
-def _tga_bytes(texture: np.ndarray) -> bytes:
-    """[H, W, 3|4] uint8 RGB(A), row 0 = top → an uncompressed true-colour TGA file. TGA stores
-    BGR(A) rows bottom first (origin bottom-left, descriptor bit 5 clear), which is also the order
-    of `Image.pixels`, so the rows are reversed once here."""
-    h, w, c = texture.shape
-    header = struct.pack("<BBBHHBHHHHBB", 0, 0, 2, 0, 0, 0, 0, 0, w, h, 8 * c, 8 if c == 4 else 0)
-    body = texture[::-1, :, (2, 1, 0, 3)[:c]]  # [H, W, c] BGR(A), bottom row first
-    return header + np.ascontiguousarray(body).tobytes()
-
-
 def _new_image(name: str, texture: np.ndarray) -> "bpy.types.Image":
     """An sRGB image whose pixels are `texture`, packed into the .blend as a TGA file (survives
     save/reopen with no file on disk). Blender decodes the packed file when the image is first
     used; the 8x8 placeholder size is replaced by the file's."""
-    data = _tga_bytes(texture)
+    data = tga_bytes(texture)
     image = bpy.data.images.new(name, width=8, height=8)
     image.pack(data=data, data_len=len(data))
     image.source = "FILE"  # same steps as Blender's glTF importer for embedded images
@@ -311,12 +234,6 @@ def _fresh_principled(material: "bpy.types.Material") -> "bpy.types.ShaderNodeBs
     out.location = (300, 0)
     material.node_tree.links.new(bsdf.outputs["BSDF"], out.inputs["Surface"])
     return bsdf
-
-
-def _is_translucent(texture: np.ndarray) -> bool:
-    """texture [H, W, 3|4] uint8 has an alpha below 255 somewhere: only then is Alpha linked (an
-    opaque asset should not pay for transparency in EEVEE; same rule as the backend's GLB)."""
-    return texture.shape[2] == 4 and bool((texture[..., 3] < 255).any())
 
 
 def _material_images(material: "bpy.types.Material") -> list:

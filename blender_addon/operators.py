@@ -13,8 +13,8 @@ from bpy.props import StringProperty
 from bpy_extras.io_utils import ImportHelper
 
 from . import preferences, session
-from .image_source import ImageSourceError, image_bytes, unsendable
-from .jobs import JobRequest
+from .core.image_source import ImageSourceError, image_bytes, unsendable
+from .core.jobs import JobRequest
 
 
 def _endpoint_and_connect(context) -> None:

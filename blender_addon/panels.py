@@ -7,11 +7,32 @@ import textwrap
 import bpy
 
 from . import operators, session
-from .jobs import Phase, format_seconds
+from .core.jobs import Phase, format_seconds
+from .core.panel_options import PanelProperty, panel_properties
+from .core.wire import RequestKind
 
 
 # `placeholder` (grey hint text in an empty field) is newer than some supported Blender versions.
 _HAS_PLACEHOLDER = "placeholder" in bpy.types.UILayout.bl_rna.functions["prop"].parameters
+
+
+def _option_rows(layout, settings, advanced: bool) -> None:
+    """The request options of one panel section, in the options table's order. An option the
+    preset decides is a checkbox and its value, greyed out until ticked."""
+    for prop in panel_properties(RequestKind.GENERATE):
+        if prop.option.advanced == advanced:
+            _option_row(layout, settings, prop)
+
+
+def _option_row(layout, settings, prop: PanelProperty) -> None:
+    if prop.toggle is None:
+        layout.prop(settings, prop.attr)
+        return
+    row = layout.row(align=True, heading=prop.keywords["name"])
+    row.prop(settings, prop.toggle, text="")
+    value = row.row(align=True)
+    value.active = getattr(settings, prop.toggle)
+    value.prop(settings, prop.attr, text="")
 
 
 def _wrapped(layout, text: str, icon: str = "NONE", width: int = 42) -> None:
@@ -56,6 +77,7 @@ class LIFT3D_PT_main(_Sidebar, bpy.types.Panel):
         row = layout.row(align=True)
         row.prop(settings, "quality", expand=True)
         layout.prop(settings, "seed")
+        _option_rows(layout, settings, advanced=False)
 
         job = sess.job
         if sess.busy:
@@ -73,6 +95,11 @@ class LIFT3D_PT_main(_Sidebar, bpy.types.Panel):
             elif not settings.prompt.strip():
                 layout.label(text="Empty prompt: a caption is used", icon="INFO")
 
+        shown = sess.job or sess.last_job
+        if shown is not None and shown.ignored_options:
+            _wrapped(layout, f"This backend ignores {', '.join(shown.ignored_options)}: update it to use them",
+                     icon="INFO")
+
         if sess.error is not None:
             box = layout.box()
             message, hint = sess.error
@@ -82,7 +109,7 @@ class LIFT3D_PT_main(_Sidebar, bpy.types.Panel):
         elif sess.last_job is not None and sess.last_job.phase == Phase.DONE:
             done = sess.last_job
             layout.label(text=f"Done in {format_seconds(done.elapsed_s)}: {done.final_object}", icon="CHECKMARK")
-            if done.metadata.get("tiny"):
+            if done.metadata is not None and done.metadata.tiny:
                 layout.label(text="Tiny models: the result is noise", icon="ERROR")
 
 
@@ -96,11 +123,7 @@ class LIFT3D_PT_advanced(_Sidebar, bpy.types.Panel):
         settings = context.scene.lift3d
         layout = self.layout
         layout.use_property_split = True
-        layout.prop(settings, "segmentation")
-        layout.prop(settings, "faces")
-        layout.prop(settings, "texture_size")
-        layout.prop(settings, "geometry_steps")
-        layout.prop(settings, "texture_steps")
+        _option_rows(layout, settings, advanced=True)
 
 
 class LIFT3D_PT_result(_Sidebar, bpy.types.Panel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
-from .wire import DEFAULT_ADDRESS
+from .core.wire import DEFAULT_ADDRESS
 
 # The extension's module name is `bl_ext.<repo>.lift3d` when installed and `blender_addon` in a
 # checkout, so the preferences are keyed by whatever package this is.

@@ -10,11 +10,12 @@ built by Blender's depsgraph when the viewport redraws. Data API only, no `bpy.o
 
 from __future__ import annotations
 
-import math
 from typing import Iterable
 
 import bpy
 import numpy as np
+
+from .core.splat_arrays import PointArrays, point_arrays
 
 OBJECT_NAME = "Lift3D preview"
 TAG = "lift3d_preview"                     # custom property holding the job key
@@ -23,21 +24,6 @@ MATERIAL_NAME = "Lift3D Preview"
 MODIFIER_NAME = "Lift3D Preview"
 COLOR_ATTRIBUTE = "Col"
 RADIUS_ATTRIBUTE = "radius"
-
-# A point is drawn as an opaque disc; a Gaussian of std σ falls to half its opacity at
-# r = σ·sqrt(2 ln 2) ≈ 1.18σ, so a disc of that radius covers the part of the splat that reads as
-# "solid" in the real render: bigger discs make the preview look bloated, smaller ones sparse.
-RADIUS_PER_STD = math.sqrt(2.0 * math.log(2.0))
-# Splats collapse to needles and flat discs during optimisation; a floor keeps them visible
-# (world units; assets are about one unit across).
-MIN_RADIUS = 0.002
-
-# sRGB byte → linear float, for the FLOAT_COLOR attribute (stored linear, like every float colour
-# in Blender). A 256-entry table is cheaper than the power function per splat.
-_SRGB_TO_LINEAR = np.array(
-    [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in (i / 255 for i in range(256))],
-    dtype=np.float32)
-
 
 # --- public API ---------------------------------------------------------------------------------
 
@@ -54,14 +40,11 @@ def update_preview(key: str, positions: np.ndarray, colors: np.ndarray, opacitie
     `max_points` splats are thinned to an even, deterministic subset. `location` and `collection`
     apply when the object is created only (later calls leave wherever the artist moved it).
     """
-    positions, colors, opacities, scales = _checked(positions, colors, opacities, scales)
-    keep = _subsample(len(positions), max_points)
-    if keep is not None:
-        positions, colors, opacities, scales = positions[keep], colors[keep], opacities[keep], scales[keep]
+    points = point_arrays(positions, colors, opacities, scales, max_points)
     ob = find_preview(key)
     if ob is None:
         ob = _new_preview_object(key, tuple(location), collection)
-    _write_points(ob, positions, _rgba(colors, opacities), _radii(scales))
+    _write_points(ob, points)
     return ob
 
 
@@ -100,62 +83,13 @@ def remove_stale_previews(keep: str | None = None) -> int:
     return len(stale)
 
 
-# --- array preparation --------------------------------------------------------------------------
-
-
-def _checked(positions, colors, opacities, scales) -> tuple[np.ndarray, ...]:
-    """As numpy, shapes checked so a bad message raises here instead of writing garbage."""
-    positions, colors, opacities, scales = (np.asarray(a) for a in (positions, colors, opacities, scales))
-    n = len(positions)
-    if positions.ndim != 2 or positions.shape[1] != 3:
-        raise ValueError(f"positions must be [N, 3], got {positions.shape}")
-    if colors.dtype != np.uint8 or colors.ndim != 2 or len(colors) != n or colors.shape[1] not in (3, 4):
-        raise ValueError(f"colors must be uint8 [N={n}, 3|4], got {colors.dtype} {colors.shape}")
-    if opacities.shape != (n,):
-        raise ValueError(f"opacities must be [N={n}], got {opacities.shape}")
-    if scales.shape != (n, 3):
-        raise ValueError(f"scales must be [N={n}, 3], got {scales.shape}")
-    return positions, colors, opacities, scales
-
-
-def _subsample(n: int, max_points: int) -> np.ndarray | None:
-    """Indices [max_points] spread evenly over 0..n-1, or None when all n fit. A fixed stride
-    rather than a random draw: the same n gives the same subset every tick (no flicker), and as
-    the backend appends splats the kept ones shift only slightly."""
-    if n <= max_points:
-        return None
-    return (np.arange(max_points, dtype=np.int64) * n) // max_points
-
-
-def _rgba(colors: np.ndarray, opacities: np.ndarray) -> np.ndarray:
-    """colors [N, 3|4] uint8 sRGB + opacities [N] → [N·4] float32 linear RGBA, alpha = opacity
-    (a colour's own alpha channel is ignored: opacity is the splat's)."""
-    rgba = np.empty((len(colors), 4), np.float32)
-    rgba[:, :3] = _SRGB_TO_LINEAR[colors[:, :3]]
-    if opacities.dtype == np.uint8:
-        rgba[:, 3] = opacities * np.float32(1 / 255)
-    else:
-        rgba[:, 3] = np.clip(opacities, 0.0, 1.0)
-    return rgba.ravel()
-
-
-def _radii(scales: np.ndarray) -> np.ndarray:
-    """scales [N, 3] per-axis std → [N] float32 disc radius: the mean of the two largest stds (a
-    flat splat keeps the size of its disc, the thin axis does not shrink it) × RADIUS_PER_STD."""
-    s = np.abs(scales.astype(np.float32))
-    x, y, z = s[:, 0], s[:, 1], s[:, 2]  # column-wise: 25x faster than reductions along axis 1
-    two_largest = (x + y + z - np.minimum(np.minimum(x, y), z)) * np.float32(0.5)
-    return np.maximum(two_largest * np.float32(RADIUS_PER_STD), np.float32(MIN_RADIUS))
-
-
 # --- datablocks ---------------------------------------------------------------------------------
 
 
-def _write_points(ob: "bpy.types.Object", positions: np.ndarray, rgba: np.ndarray,
-                  radii: np.ndarray) -> None:
+def _write_points(ob: "bpy.types.Object", points: PointArrays) -> None:
     """Write one tick's points into the object's mesh, resizing only when the count changed."""
     me = ob.data
-    n = len(positions)
+    n = len(points.positions)
     if len(me.vertices) != n:
         me.clear_geometry()  # also drops the custom attributes; re-created just below
         me.vertices.add(n)
@@ -164,11 +98,11 @@ def _write_points(ob: "bpy.types.Object", positions: np.ndarray, rgba: np.ndarra
         ob.modifiers.new(MODIFIER_NAME, "NODES").node_group = _node_group()
     # Through the "position" attribute: a plain copy, where `vertices.foreach_set("co")` walks
     # the vertices one by one (6 ms instead of 0.01 ms per 50k).
-    me.attributes["position"].data.foreach_set("vector", positions.astype(np.float32, copy=False).ravel())
+    me.attributes["position"].data.foreach_set("vector", points.positions.astype(np.float32, copy=False).ravel())
     # Attributes are looked up by name every time: a kept reference can dangle after the mesh
     # changes and writing through it corrupts memory (tech notes §4.6).
-    me.attributes[COLOR_ATTRIBUTE].data.foreach_set("color", rgba)
-    me.attributes[RADIUS_ATTRIBUTE].data.foreach_set("value", radii)
+    me.attributes[COLOR_ATTRIBUTE].data.foreach_set("color", points.rgba)
+    me.attributes[RADIUS_ATTRIBUTE].data.foreach_set("value", points.radii)
     me.update()
 
 

@@ -1,8 +1,9 @@
 """The one connection to the backend and the job in flight, driven by a `bpy.app.timers` tick.
 
 Only the main thread touches bpy: the tick (a timer callback, so on the main thread) drains the
-client within a 10 ms budget, routes the job's messages to the preview and the importer, checks
-that the backend is alive and redraws the panel. Operators only start and cancel.
+client within a 10 ms budget, feeds the job's messages to its state machine (`core.jobs`, which
+decides) and hands the resulting effects to `scene` (which carries them out), checks that the
+backend is alive and redraws the panel. Operators only start and cancel.
 """
 
 from __future__ import annotations
@@ -10,27 +11,20 @@ from __future__ import annotations
 import atexit
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import bpy
-import numpy as np
 
-from . import importer, preview
-from .jobs import Job, JobRequest, Phase, object_name
-from .launcher import BackendProcess, is_listening, is_local, tcp_host_port
-from .wire import Client, ConnectionState, CurveKeys, ProtocolError
+from . import preview, scene
+from .core.effects import LinkStatus
+from .core.jobs import START_HINT, Job, JobRequest, newest_previews_only
+from .core.launcher import BackendProcess, is_listening, is_local, tcp_host_port
+from .core.panel_options import split_supported
+from .core.wire import Client, ConnectionState, CurveKeys, ProtocolError
 
 POLL_BUDGET_MS = 10.0
 ACTIVE_INTERVAL_S = 0.05   # while a job runs: previews at up to 20 Hz
 IDLE_INTERVAL_S = 1.0      # otherwise: keep heartbeats flowing so the status stays true
-CONNECT_TIMEOUT_S = 10.0   # an already running backend answers at once
-STARTUP_TIMEOUT_S = 300.0  # a backend we started may be loading several GB of models
-LOST_AFTER_S = 15.0        # silence (no heartbeat) after which a running job is given up
-CANCEL_GRACE_S = 5.0       # a cancel the backend never confirms is finished locally
-
-START_HINT = ("Start a backend with 'python -m backend serve' (or './lift3d backend serve' in a Lift3D "
-              "checkout), check the address in the add-on preferences, or turn on 'Start a local backend "
-              "automatically' and set the backend Python.")
 
 
 class ConnectError(RuntimeError):
@@ -148,9 +142,7 @@ class Session:
         job = self.job
         if job is None:
             return
-        if job.id and self.client is not None:
-            self._send_cancel(job.id)
-        job.phase, job.note = Phase.CANCELLED, reason
+        scene.carry_out(self, job, job.abandon(reason))
         if clean_scene:
             self._finish(job)
         else:
@@ -184,31 +176,34 @@ class Session:
         if self.client is None:
             raise ConnectError("not connected", START_HINT)
         job = Job(request)
+        welcome = self.client.welcome
+        # A backend older than this add-on does not know every option; it says which it knows.
+        options, unknown = split_supported(request.options, welcome.options if welcome is not None else [])
         try:
-            job.id = self.client.submit(request.image, request.prompt, quality=request.quality, seed=request.seed,
-                                        options=request.options)
+            job_id = self.client.submit(request.image, request.prompt, quality=request.quality, seed=request.seed,
+                                        options=options)
         except ProtocolError as exc:
             raise ConnectError(f"the request was refused before sending: {exc}",
                                "Scale the image down or save it as JPEG, and keep the prompt short.") from exc
         except ConnectionError as exc:
             raise ConnectError(str(exc), START_HINT) from exc
-        job.phase = Phase.CONNECTING if self.client.welcome is None else Phase.QUEUED
+        job.submitted(job_id, welcomed=welcome is not None)
+        job.ignored_options = unknown
         self.job, self.last_job, self.error, self.job_client = job, None, None, self.client
         return job
 
     def cancel(self) -> None:
         job = self.job
-        if job is None or job.finished:
-            return
-        job.phase, job.cancel_requested_at = Phase.CANCELLING, time.monotonic()
-        if job.id is not None and self.client is not None:
-            self._send_cancel(job.id)
+        if job is not None:
+            scene.carry_out(self, job, job.request_cancel(time.monotonic()))
 
-    def _send_cancel(self, job_id: str) -> None:
+    def send_cancel(self, job_id: str) -> None:
+        if self.client is None:
+            return
         try:
             self.client.cancel(job_id)
         except ConnectionError:
-            pass  # an unreachable backend: the grace period below finishes the cancel locally
+            pass  # an unreachable backend: the job's grace period finishes the cancel locally
 
     # -- the tick --------------------------------------------------------------------------
 
@@ -219,219 +214,37 @@ class Session:
             envelopes = self.client.poll(budget_ms=POLL_BUDGET_MS)
         job = self.job
         if job is not None:
-            self._route(job, envelopes)
-            self._check_liveness(job)
+            for message in newest_previews_only([e.message for e in envelopes if e.job_id == job.id]):
+                scene.carry_out(self, job, job.apply(message))
+            scene.carry_out(self, job, job.check_liveness(time.monotonic(), self._link_status(job)))
             if job.finished:
                 self._finish(job)
-        _redraw()
+        scene.redraw()
         return ACTIVE_INTERVAL_S if self.job is not None else IDLE_INTERVAL_S
 
-    def _route(self, job: Job, envelopes: list) -> None:
-        mine = [e.message for e in envelopes if e.job_id == job.id]
-        # Only the newest preview of a tick is worth building; older ones would be overwritten at once.
-        last_preview = max((i for i, m in enumerate(mine) if m.TYPE == "preview"), default=-1)
-        for index, message in enumerate(mine):
-            if job.finished:
-                break
-            kind = message.TYPE
-            if kind == "accepted":
-                job.queue_position = message.queue_position
-                if job.phase == Phase.CONNECTING:
-                    job.phase = Phase.QUEUED
-            elif kind == "progress":
-                if job.phase in (Phase.CONNECTING, Phase.QUEUED):
-                    job.phase = Phase.RUNNING
-                job.stage, job.step, job.total = message.stage, message.step, message.total
-                job.eta_s, job.note = message.eta_s, message.message
-            elif kind == "preview" and index == last_preview and job.phase != Phase.CANCELLING:
-                self._show_preview(job, message)
-            elif kind == "mesh" and job.phase == Phase.CANCELLING:
-                if message.kind == "final":  # finished before the cancel arrived: still nothing is kept
-                    job.phase = Phase.CANCELLED
-            elif kind == "mesh":
-                self._import(job, message)
-            elif kind == "failed":
-                job.fail(message.message, message.hint)
-                if message.code == "out_of_memory" and not message.hint:
-                    job.hint = "Try the Draft preset, fewer faces or a smaller texture."
-            elif kind == "cancelled":
-                job.phase = Phase.CANCELLED
-
-    def _show_preview(self, job: Job, message) -> None:
-        ob = preview.update_preview(job.id, message.positions, message.colors, message.opacities, message.scales,
-                                    max_points=self.preview_points, location=job.request.location,
-                                    collection=_collection(job))
-        # Place and size the cloud as the importer will place the mesh (bottom centre at the cursor,
-        # largest side = object size), so the mesh replaces it without a jump.
-        points = np.asarray(message.positions, np.float32)
-        if len(points) and np.isfinite(points).all():
-            scale, anchor = importer.placement(points, job.request.target_size)
-            ob.scale = (scale, scale, scale)
-            ob.location = tuple(np.asarray(job.request.location) - scale * anchor)
-        job.previews += 1
-
-    def _import(self, job: Job, message) -> None:
-        final = message.kind == "final"
-        prompt = str(message.metadata.get("prompt") or job.request.prompt)
-        name = object_name(prompt)
-        if message.metadata.get("tiny"):
-            name += " (tiny models: noise)"  # test-preset output says what it is wherever it shows
-        try:
-            ob = importer.build_mesh_object(message, name=name, location=job.request.location,
-                                            target_size=job.request.target_size,
-                                            properties=result_properties(job, message, prompt),
-                                            collection=_collection(job))
-        except (ValueError, RuntimeError, MemoryError) as exc:
-            traceback.print_exc()
-            job.fail(f"could not build the {message.kind} mesh in Blender: {exc}",
-                     "Try fewer faces or a smaller texture; the backend's own outputs are unaffected.")
-            return
-        preview.remove_preview(job.id)
-        # Found by tag, not by name: the artist may have renamed or deleted it meanwhile.
-        previous = _job_object(job.id, "geometry", besides=ob)
-        if previous is not None:
-            importer.copy_transform(previous, ob)  # the artist may have moved the untextured mesh already
-            importer.remove_object(previous)
-        if final:
-            replaced = _object_by_uid(job.request.replaces)
-            if replaced is not None and replaced != ob:
-                importer.copy_transform(replaced, ob)
-                importer.remove_object(replaced)
-            if ob.name != name and name not in bpy.data.objects:
-                ob.name = name  # the untextured mesh held the name until it was removed just now
-            job.final_object, job.geometry_object, job.phase = ob.name, None, Phase.DONE
-            job.metadata = dict(message.metadata)
-        else:
-            job.geometry_object = ob.name
-        _select_only(ob)
-
-    def _check_liveness(self, job: Job) -> None:
-        if job.finished:
-            return
-        now = time.monotonic()
-        client = self.client
-        if job.phase == Phase.CANCELLING and job.cancel_requested_at and now - job.cancel_requested_at > CANCEL_GRACE_S:
-            job.phase = Phase.CANCELLED  # the backend did not confirm (unreachable); nothing more will come
-            return
-        if self.backend is not None and self.backend.exit_code() is not None:
-            job.fail(f"the local backend exited (code {self.backend.exit_code()})",
-                     f"Its log is {self.backend.log_path}; last lines:\n{self.backend.log_tail(6)}")
-            return
+    def _link_status(self, job: Job) -> LinkStatus:
+        """What the job's liveness check needs to know about the connection and the local backend."""
+        client, backend = self.client, self.backend
+        exited = backend.exit_code() if backend is not None else None
+        status = LinkStatus(
+            same_client=client is not None and client is self.job_client,
+            address=client.address if client is not None else "",
+            backend_exit=exited,
+            backend_log=f"Its log is {backend.log_path}; last lines:\n{backend.log_tail(6)}" if exited is not None else "",
+            starting_backend=backend is not None and backend.running,
+            uses_keys=self.endpoint is not None and bool(self.endpoint.keys_dir))
         if client is None or client is not self.job_client:
-            job.fail("the connection this job was sent on was closed, so the backend cancelled it",
-                     "Press Generate again.")
-            return
+            return status
         if client.welcome is None:
-            starting = self.backend is not None and self.backend.running
-            limit = STARTUP_TIMEOUT_S if starting else CONNECT_TIMEOUT_S
-            if now - self.connected_at > limit:
-                hint = START_HINT
-                if self.endpoint is not None and self.endpoint.keys_dir:
-                    hint = ("Check that the backend runs with --keys and that this client's key is in its "
-                            "authorized_clients folder; a backend refuses unknown keys without a reply.")
-                job.fail(f"no Lift3D backend answered at {client.address} within {limit:.0f} s", hint)
-                self.disconnect()
-            return
+            return replace(status, welcomed=False, connecting_for_s=time.monotonic() - self.connected_at)
         health = client.health()
-        if job.id in health.lost:
-            job.fail("the backend no longer knows this job (it was restarted, or it dropped this client "
-                     "because Blender did not read its messages for a long time)", "Press Generate again.")
-        elif health.seconds_since_heard is not None and health.seconds_since_heard > LOST_AFTER_S:
-            job.fail(f"the backend at {client.address} stopped responding "
-                     f"(nothing heard for {health.seconds_since_heard:.0f} s)",
-                     "It may have crashed or run out of memory: check its console or log, start it again "
-                     "and press Generate.")
-            self.disconnect()
-        elif job.id in health.stalled:
-            job.note = f"no progress for {health.stalled[job.id]:.0f} s"
+        return replace(status, lost=job.id in health.lost, silent_s=health.seconds_since_heard,
+                       stalled_s=health.stalled.get(job.id))
 
     def _finish(self, job: Job) -> None:
-        """Leave the scene consistent: no preview; no untextured mesh of a cancelled job."""
-        if job.id:
-            preview.remove_preview(job.id)
-        geometry = _job_object(job.id, "geometry") if job.id else None
-        if job.phase == Phase.CANCELLED and geometry is not None:
-            importer.remove_object(geometry)
-        elif job.phase == Phase.FAILED and geometry is not None:
-            job.hint = (job.hint + " " if job.hint else "") + "The untextured mesh was kept."
-        if job.phase == Phase.FAILED and job.id and self.client is not None:
-            self._send_cancel(job.id)  # failed on this side (import, timeout): stop the backend's work too
-        if job.phase == Phase.DONE or (job.phase == Phase.FAILED and geometry is not None):
-            _undo_push(f"Lift3D: {job.phase} {object_name(job.request.prompt)}")
-        if job.phase == Phase.FAILED:
-            self.error = (job.error, job.hint)
-        job.elapsed_s = time.monotonic() - job.created_at
+        """Leave the scene consistent (the job decides how) and keep the job for the panel."""
+        scene.carry_out(self, job, job.finish(time.monotonic(), scene.geometry_present(job)))
         self.job, self.last_job = None, job
-
-
-def result_properties(job: Job, message, prompt: str) -> dict[str, object]:
-    """Custom properties of a result object: what Regenerate needs, and what made it."""
-    import json
-
-    request = job.request
-    return {
-        "lift3d_prompt": prompt, "lift3d_seed": request.seed, "lift3d_preset": request.quality,
-        "lift3d_job": job.id or "", "lift3d_stage": message.kind,
-        "lift3d_image": request.image_name, "lift3d_image_path": request.image_path,
-        "lift3d_options": json.dumps(request.options, sort_keys=True),
-        "lift3d_models": str(message.metadata.get("models", "")),
-    }
-
-
-def _job_object(job_id: str, stage: str, besides=None):
-    """The job's object of that stage (tagged by the importer), whatever it is called now."""
-    for ob in bpy.data.objects:
-        if ob != besides and ob.get("lift3d_job") == job_id and ob.get("lift3d_stage") == stage:
-            return ob
-    return None
-
-
-def _object_by_uid(uid: int | None):
-    # session_uid, unlike a name, never points at another object (a new one reusing a freed name,
-    # or one of another file opened meanwhile).
-    if uid is None:
-        return None
-    return next((ob for ob in bpy.data.objects if ob.session_uid == uid), None)
-
-
-def _collection(job: Job):
-    """Where the job's objects go: the scene Generate was pressed in, if it still exists."""
-    scene = bpy.data.scenes.get(job.request.scene_name) if job.request.scene_name else None
-    return (scene or bpy.context.scene).collection
-
-
-def _select_only(ob) -> None:
-    if bpy.context.mode != "OBJECT":
-        return  # never pull the artist out of Edit/Sculpt/Paint mode (the active object's mode)
-    view_layer = bpy.context.view_layer
-    try:
-        # Also syncs the view layer with what was just linked and removed (until then its list
-        # of selected objects can hold a stale None).
-        ob.select_set(True)
-    except RuntimeError:  # linked to a collection excluded from this view layer: leave the selection alone
-        return
-    for other in view_layer.objects.selected:
-        if other is not None and other != ob:
-            other.select_set(False)
-    view_layer.objects.active = ob
-
-
-def _undo_push(message: str) -> None:
-    # Objects built from a timer are not an undo step by themselves; make one so Ctrl+Z removes them.
-    if bpy.context.mode != "OBJECT":
-        return  # an undo push now would record an edit-mode step; the artist's next step covers it
-    try:
-        bpy.ops.ed.undo_push(message=message)
-    except RuntimeError as exc:  # no undo stack (e.g. undo disabled in the preferences)
-        print(f"Lift3D: no undo step recorded: {exc}")
-
-
-def _redraw() -> None:
-    wm = bpy.context.window_manager
-    for window in wm.windows if wm else ():
-        for area in window.screen.areas:
-            if area.type == "VIEW_3D":
-                area.tag_redraw()
 
 
 # -- the process-wide session and its timer ---------------------------------------------------

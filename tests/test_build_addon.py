@@ -158,7 +158,7 @@ def test_stage_vendors_protocol_and_leaves_dev_files_out(tmp_path, fake_wheels, 
     manifest = build_addon.stage(tmp_path / "stage", wheels, ["windows-x64"])
     root = tmp_path / "stage"
     staged = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
-    assert {"__init__.py", "blender_manifest.toml", "wire.py", "vendor/__init__.py", f"wheels/{REAL[0]}",
+    assert {"__init__.py", "blender_manifest.toml", "core/wire.py", "vendor/__init__.py", f"wheels/{REAL[0]}",
             f"wheels/{REAL[6]}"} <= staged
     assert {"vendor/protocol/__init__.py", "vendor/protocol/client.py", "vendor/protocol/codec.py"} <= staged
     assert not [n for n in staged if "__pycache__" in n or n.endswith((".pyc", "bench.py"))]

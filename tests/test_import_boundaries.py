@@ -20,10 +20,11 @@ def loaded_after(statement: str) -> set[str]:
 @pytest.mark.parametrize("statement, forbidden", [
     ("import protocol", {"torch", "bpy", "zmq"}),
     ("import protocol.client", {"torch", "bpy"}),
-    ("import backend.server, backend.jobs, backend.context", {"bpy"}),
+    ("import backend.serving.server, backend.serving.jobs, backend.serving.context", {"bpy"}),
     ("import backend.__main__", {"bpy", "torch"}),
-    ("import blender_addon, blender_addon.wire, blender_addon.jobs, blender_addon.launcher, "
-     "blender_addon.image_source", {"bpy", "torch", "backend"}),
+    ("import blender_addon, blender_addon.core.wire, blender_addon.core.jobs, blender_addon.core.effects, "
+     "blender_addon.core.launcher, blender_addon.core.image_source, blender_addon.core.mesh_arrays, "
+     "blender_addon.core.splat_arrays, blender_addon.core.panel_options", {"bpy", "torch", "backend"}),
 ])
 def test_import_boundaries(statement, forbidden):
     loaded = loaded_after(statement)

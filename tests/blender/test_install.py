@@ -65,7 +65,7 @@ facts["install"] = sorted(bpy.ops.extensions.package_install_files(
     filepath=sys.argv[1], repo="user_default", enable_on_install=True))
 facts["installed"] = state()
 import zmq, msgpack
-wire = importlib.import_module(MODULE + ".wire")
+wire = importlib.import_module(MODULE + ".core.wire")
 client = importlib.import_module(MODULE + ".vendor.protocol.client")
 facts["files"] = {"zmq": zmq.__file__, "msgpack": msgpack.__file__, "protocol": wire.protocol.__file__,
                   "client": client.__file__}

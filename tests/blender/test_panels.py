@@ -62,7 +62,7 @@ def addon(empty_scene):
 
 def test_panels_draw_in_every_state(addon, monkeypatch):
     from blender_addon import panels, session
-    from blender_addon.jobs import Job, JobRequest, Phase
+    from blender_addon.core.jobs import Job, JobRequest, Phase
 
     context = bpy.context
     idle = texts(draw(panels.LIFT3D_PT_main, context))
@@ -92,3 +92,52 @@ def test_panels_draw_in_every_state(addon, monkeypatch):
     result = draw(panels.LIFT3D_PT_result, context)
     assert "Prompt: a chair" in texts(result) and any(args[:1] == ("lift3d.regenerate",) for _, args, _ in result)
     sess.error = None
+
+
+def test_every_option_walks_from_the_panel_property_to_the_pipeline_config(addon):
+    """Real Blender properties, generated from protocol/options.py: each option set in the panel
+    arrives in the request, passes the server's check and (where the backend is importable, i.e.
+    not in the light per-version environments) lands in the pipeline's config."""
+    import importlib.util
+
+    from blender_addon.core.panel_options import enum_id, panel_properties
+    from protocol import Generate, RequestKind, decode, encode
+    from protocol.options import validate_options
+
+    settings = bpy.context.scene.lift3d
+    assert settings.options() == {}  # untouched: the preset and defaults decide
+    has_backend = importlib.util.find_spec("torch") is not None
+    for prop in panel_properties(RequestKind.GENERATE):
+        spec = prop.option
+        value = (not spec.default if spec.kind == "bool" else spec.values[0] if spec.kind == "choice"
+                 else int(spec.minimum) if spec.kind == "int" else float(spec.maximum))
+        setattr(settings, prop.attr, enum_id(value) if spec.kind == "choice" else value)
+        if prop.toggle:
+            assert settings.options() == {}  # not sent until the override is ticked
+            setattr(settings, prop.toggle, True)
+        options = settings.options()
+        assert options == {spec.name: value}, spec.name
+        request = decode(encode(Generate(image=b"\x89PNG\r\n\x1a\n", prompt="", quality="draft", seed=0,
+                                         options=options))).message
+        assert validate_options(RequestKind.GENERATE, request.options) == options
+        if has_backend:
+            from backend.pipelines.generate_request import OPTION_FIELDS, field_at, inputs_from
+
+            assert field_at(inputs_from(request).config, OPTION_FIELDS[spec.name]) == value
+        settings.property_unset(prop.attr)
+        if prop.toggle:
+            settings.property_unset(prop.toggle)
+    # Blender itself keeps values inside the table's range.
+    settings.faces = 1
+    assert settings.faces == 500
+
+
+def test_the_advanced_panel_draws_every_option_with_its_override(addon):
+    from blender_addon import panels
+    from blender_addon.core.panel_options import panel_properties
+    from protocol import RequestKind
+
+    calls = draw(panels.LIFT3D_PT_advanced, bpy.context) + draw(panels.LIFT3D_PT_main, bpy.context)
+    drawn = {args[1] for name, args, _ in calls if name == "prop"}
+    for prop in panel_properties(RequestKind.GENERATE):
+        assert prop.attr in drawn and (prop.toggle is None or prop.toggle in drawn)

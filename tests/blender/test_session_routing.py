@@ -4,13 +4,15 @@ cancel, an artist deleting the untextured mesh mid-job, a file opened mid-job...
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 pytestmark = pytest.mark.blender
 bpy = pytest.importorskip("bpy")
 
-from protocol import Mesh, Preview, Welcome  # noqa: E402
+from protocol import Mesh, MeshMetadata, Preview, Welcome  # noqa: E402
 from protocol.client import ConnectionState, Health  # noqa: E402
 from protocol.codec import Envelope  # noqa: E402
 
@@ -24,7 +26,7 @@ class ScriptedClient:
 
     def __init__(self) -> None:
         self.state = ConnectionState.READY
-        self.welcome = Welcome(protocol_version=1, backend_version="0", device="cpu", gpu_name=None,
+        self.welcome = Welcome(protocol="2.0", backend_version="0", device="cpu", gpu_name=None,
                                gpu_memory_mb=None, model_preset="tiny", quality_presets=["draft"],
                                heartbeat_interval_s=1.0)
         self.inbox: list[Envelope] = []
@@ -32,6 +34,7 @@ class ScriptedClient:
         self.jobs = 0
 
     def submit(self, *args, **kwargs) -> str:
+        self.sent_options = kwargs.get("options")
         self.jobs += 1
         return f"job-{self.jobs}"
 
@@ -55,7 +58,7 @@ class ScriptedClient:
 def tetra(kind: str, faces=None) -> Mesh:
     vertices = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], np.float32)
     faces = np.array([[0, 1, 2], [0, 1, 3], [0, 2, 3], [1, 2, 3]], np.uint32) if faces is None else faces
-    return Mesh(kind=kind, vertices=vertices, faces=faces, metadata={"prompt": "a red chair"})
+    return Mesh(kind=kind, vertices=vertices, faces=faces, metadata=MeshMetadata(prompt="a red chair"))
 
 
 def splats(n: int = 50) -> Preview:
@@ -80,7 +83,7 @@ def sess(empty_scene):
 
 
 def start(sess, replaces=None):
-    from blender_addon.jobs import JobRequest
+    from blender_addon.core.jobs import JobRequest
 
     request = JobRequest(image=b"x", prompt="a red chair", quality="draft", seed=0, options={}, replaces=replaces,
                          scene_name=bpy.context.scene.name)
@@ -173,3 +176,13 @@ def test_disabling_the_addon_mid_job_and_undo_leave_no_preview(sess):
     session.unregister()  # as when the add-on is disabled
     assert client.cancelled == [job.id] and tagged() == []
     session.register()
+
+
+def test_options_an_older_backend_does_not_list_are_left_out_and_shown(sess):
+    from blender_addon.core.jobs import JobRequest
+
+    sess.client.welcome = replace(sess.client.welcome, options=["faces", "segmentation"])
+    job = sess.submit(JobRequest(image=b"x", prompt="a red chair", quality="draft", seed=0,
+                                 options={"faces": 900, "fixer": True}, scene_name=bpy.context.scene.name))
+    assert sess.client.sent_options == {"faces": 900} and job.ignored_options == ["fixer"]
+    sess.cancel()

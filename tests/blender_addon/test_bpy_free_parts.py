@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from backend.local import free_tcp_endpoint
-from blender_addon.image_source import ImageSourceError, check_size, encode_png, linear_to_srgb
-from blender_addon.jobs import Job, JobRequest, Phase, format_seconds, object_name
-from blender_addon.launcher import BackendProcess, is_listening, is_local, tcp_host_port
+from backend.serving.local import free_tcp_endpoint
+from blender_addon.core.image_source import ImageSourceError, check_size, encode_png, linear_to_srgb
+from blender_addon.core.jobs import Job, JobRequest, Phase, format_seconds, object_name
+from blender_addon.core.launcher import BackendProcess, is_listening, is_local, tcp_host_port
 
 
 def job(**kw) -> Job:
