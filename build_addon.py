@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 ROOT = Path(__file__).resolve().parent
 ADDON, PROTOCOL = ROOT / "blender_addon", ROOT / "protocol"
 WHEEL_CACHE = ROOT / ".cache" / "wheels"
-# bench.py is a developer benchmark that imports the backend (torch, trimesh): never ship it.
+# bench.py is a developer benchmark that needs trimesh: never ship it.
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "bench.py")
 
 # The one place the bundled versions are pinned. Both publish wheels for every combination

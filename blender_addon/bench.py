@@ -1,13 +1,15 @@
 """Add-on benchmarks in headless Blender (the `bpy` module): `python -m blender_addon.bench`.
 
 1. Importing a textured mesh from arrays (`importer.build_mesh_object`, what the add-on does with
-   a `mesh` message) against `bpy.ops.import_scene.gltf` of the same mesh written as a GLB by the
-   backend's exporter, side by side in one run; both must give the same faces, texture and UVs.
+   a `mesh` message) against `bpy.ops.import_scene.gltf` of the same mesh written as a GLB (with
+   trimesh, as the backend's exporter writes it), side by side in one run; both must give the same
+   faces, texture and UVs.
 2. Updating the live splat preview (`preview.update_preview`) with changing data.
 
 Prints markdown tables. Targets are reported (met / MISSED), not asserted; the exit status is
 non-zero only when something fails or the two imports disagree. Dev tooling: not shipped in the
-add-on zip, so it may import the backend (and with it torch and trimesh).
+add-on zip, so it may use trimesh. It does not import the backend (torch): the `blender` test tier
+runs it in light per-Blender-version environments (`./lift3d test --blender 4.2`).
 """
 
 from __future__ import annotations
@@ -92,12 +94,9 @@ def make_splats(n: int, seed: int) -> tuple[np.ndarray, ...]:
 
 def bench_import(n_faces: int, texture_side: int, repeats: int) -> dict:
     """Median seconds of both imports and the consistency checks between them."""
-    from backend.geometry.export import export_glb  # dev-only dependency (torch, trimesh)
-
     mesh = make_mesh(n_faces, texture_side)
     with tempfile.TemporaryDirectory(prefix="lift3d-bench-") as tmp:
-        glb = export_glb(Path(tmp) / "bench.glb", mesh.vertices, mesh.faces, mesh.uvs, mesh.texture,
-                         mesh.normals)
+        glb = write_glb(Path(tmp) / "bench.glb", mesh)
         arrays_s, gltf_s, arrays_decoded_s, gltf_decoded_s = [], [], [], []
         for _ in range(repeats):  # interleaved, so drift on the machine hits both alike
             _empty_scene()
@@ -124,6 +123,23 @@ def bench_import(n_faces: int, texture_side: int, repeats: int) -> dict:
     }
 
 
+def write_glb(path: Path, mesh: importer.MeshArrays) -> Path:
+    """The textured mesh as a GLB, written the way `backend.geometry.export.export_glb` writes one
+    (that module imports torch): +Z up turned into glTF's +Y up, normals, trimesh's (u, 1 - v)
+    TEXCOORD_0 and the texture stored row 0 first as a PNG base colour."""
+    import trimesh  # dev-only dependency (not in the add-on)
+    from PIL import Image
+
+    z_up_to_y_up = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+    material = trimesh.visual.material.PBRMaterial(baseColorTexture=Image.fromarray(mesh.texture),
+                                                   metallicFactor=0.0, roughnessFactor=0.9)
+    glb = trimesh.Trimesh(mesh.vertices.astype(np.float64) @ z_up_to_y_up.T, mesh.faces.astype(np.int64),
+                          vertex_normals=mesh.normals.astype(np.float64) @ z_up_to_y_up.T, process=False,
+                          visual=trimesh.visual.TextureVisuals(uv=mesh.uvs.astype(np.float64), material=material))
+    path.write_bytes(glb.export(file_type="glb", include_normals=True))
+    return path
+
+
 def _close(a: np.ndarray, b: np.ndarray, tolerance: float) -> bool:
     return a.shape == b.shape and bool(np.abs(a - b).max() <= tolerance)
 
@@ -143,13 +159,22 @@ def bench_preview(n_splats: int, calls: int) -> dict:
         update_ms.append(1000 * (time.perf_counter() - started))
         bpy.context.evaluated_depsgraph_get()  # evaluates the modifier
         evaluated_ms.append(1000 * (time.perf_counter() - started))
-    depsgraph = bpy.context.evaluated_depsgraph_get()
-    geometry = ob.evaluated_get(depsgraph).evaluated_geometry()  # keep it: its parts die with it
-    points = len(geometry.pointcloud.points)
+    points = _evaluated_points(ob)
     preview.remove_preview("bench")
     return {"splats": n_splats, "calls": calls, "first_ms": first_ms,
             "update_ms": statistics.median(update_ms), "evaluated_ms": statistics.median(evaluated_ms),
             "points": points}
+
+
+def _evaluated_points(ob: "bpy.types.Object") -> int:
+    """Points in the point cloud the preview's Geometry Nodes modifier makes."""
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    evaluated = ob.evaluated_get(depsgraph)
+    if not hasattr(evaluated, "evaluated_geometry"):  # Blender 4.2: the cloud is an instance
+        return sum(len(i.object.data.points) for i in depsgraph.object_instances
+                   if i.is_instance and i.parent.original == ob and i.object.type == "POINTCLOUD")
+    geometry = evaluated.evaluated_geometry()  # keep it: its parts die with it
+    return 0 if geometry.pointcloud is None else len(geometry.pointcloud.points)
 
 
 def _empty_scene() -> None:

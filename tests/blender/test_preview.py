@@ -3,6 +3,8 @@ resizing, deterministic subsampling, colour/opacity/radius encoding, and clean-u
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,7 @@ pytestmark = pytest.mark.blender
 bpy = pytest.importorskip("bpy")
 
 from blender_addon import preview  # noqa: E402  (needs bpy)
+from blender_addon.core import splat_arrays  # noqa: E402
 
 
 def splats(n: int, seed: int = 0) -> tuple[np.ndarray, ...]:
@@ -39,7 +42,12 @@ def evaluated_points(ob):
     """The point cloud the Geometry Nodes modifier makes (the GeometrySet must stay referenced
     while its parts are used)."""
     depsgraph = bpy.context.evaluated_depsgraph_get()
-    geometry = ob.evaluated_get(depsgraph).evaluated_geometry()
+    evaluated = ob.evaluated_get(depsgraph)
+    if not hasattr(evaluated, "evaluated_geometry"):  # Blender 4.2: the cloud is an instance
+        clouds = [i.object.data for i in depsgraph.object_instances
+                  if i.is_instance and i.parent.original == ob and i.object.type == "POINTCLOUD"]
+        return SimpleNamespace(mesh=evaluated.data), clouds[0] if clouds else None
+    geometry = evaluated.evaluated_geometry()
     return geometry, geometry.pointcloud
 
 
@@ -84,7 +92,7 @@ def test_resizes_when_the_splat_count_changes(empty_scene, sizes):
         ob = preview.update_preview("job-1", *data)
         assert len(ob.data.vertices) == n
         np.testing.assert_allclose(positions_of(ob), data[0].astype(np.float32), atol=1e-6)
-        np.testing.assert_allclose(read(ob.data, "radius", "value", 1), preview._radii(data[3]))
+        np.testing.assert_allclose(read(ob.data, "radius", "value", 1), splat_arrays.radii(data[3]))
         assert evaluated_count(ob) == n
     assert len(bpy.data.meshes) == 1
 
@@ -128,8 +136,8 @@ def test_radius_from_the_two_largest_standard_deviations(empty_scene):
     scales = np.array([[0.1, 0.1, 0.0], [0.3, 0.1, 0.2], [1e-5, 1e-5, 1e-5]], np.float32)
     ob = preview.update_preview("job-1", np.zeros((3, 3), np.float32), np.zeros((3, 3), np.uint8),
                                 np.full(3, 255, np.uint8), scales)
-    k = preview.RADIUS_PER_STD
-    np.testing.assert_allclose(read(ob.data, "radius", "value", 1), (0.1 * k, 0.25 * k, preview.MIN_RADIUS),
+    k = splat_arrays.RADIUS_PER_STD
+    np.testing.assert_allclose(read(ob.data, "radius", "value", 1), (0.1 * k, 0.25 * k, splat_arrays.MIN_RADIUS),
                                rtol=1e-6)
     assert k == pytest.approx(1.1774, abs=1e-4)
 
