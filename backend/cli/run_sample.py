@@ -184,7 +184,7 @@ def _render_in_blender(mesh: dict, out: Path, prompt: str, label: str) -> dict[s
         command = [sys.executable, "-m", "blender_addon.headless", "render", str(arrays),
                    "--out", str(out / "render.png"), "--blend", str(out / "lift3d.blend"),
                    "--name", prompt or "Lift3D result"]
-        result = subprocess.run(command, cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True)
+        result = subprocess.run(command, cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True)
     if result.returncode != 0:
         print(f"  warning: the Blender render failed (the other outputs are fine):\n{result.stderr[-2000:]}",
               file=sys.stderr)

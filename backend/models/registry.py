@@ -22,6 +22,7 @@ from .hub import DOWNLOAD_COMMAND, ModelUnavailableError, cached_snapshot, compa
 from .lock import ModelLock
 from .records import CATALOGUE
 from .tiny import ensure_tiny, is_tiny, tiny_root
+from .weights import default_dtype
 
 W = TypeVar("W")
 
@@ -104,10 +105,7 @@ class ModelRegistry:
     def __init__(self, settings: ModelSettings | None = None):
         self.settings = settings or ModelSettings()
         self.device = _resolve_device(self.settings.device)
-        if self.settings.dtype == "auto":
-            self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
-        else:
-            self.dtype = DTYPES[self.settings.dtype]
+        self.dtype = default_dtype(self.device) if self.settings.dtype == "auto" else DTYPES[self.settings.dtype]
         self.lock = ModelLock.load(self.settings.lock_file) if self.settings.preset != "tiny" else None
         """The commits the full preset loads (None in the tiny preset: tiny models are not locked)."""
         self.preset = resolve_preset(self.settings.preset, allow_download=self.settings.allow_download,

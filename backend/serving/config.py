@@ -15,7 +15,6 @@ MAX_QUEUED = 1024
 MAX_JOBS_PER_CLIENT = MAX_OPTIONS // 2
 
 
-
 @dataclass(frozen=True)
 class ServerConfig:
     bind: str = DEFAULT_ADDRESS

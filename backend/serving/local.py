@@ -45,7 +45,7 @@ class LocalBackend:
 
     def start(self) -> None:
         cmd = [backend_python(), "-m", "backend", "serve", "--bind", self.endpoint, *self.extra_args]
-        root = str(Path(__file__).resolve().parent.parent)
+        root = str(Path(__file__).resolve().parents[2])  # the checkout: protocol/ and backend/ side by side
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)

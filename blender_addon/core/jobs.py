@@ -145,11 +145,13 @@ class Job:
         name = object_name(metadata.prompt or self.request.prompt)
         if metadata.tiny:
             name += " (tiny models: noise)"  # test-preset output says what it is wherever it shows
-        takes_place_of: tuple = (JobMesh(self.id, "geometry"),)
-        if final and self.request.replaces is not None:
-            takes_place_of += (ObjectWithUid(self.request.replaces),)
-        return BuildMesh(self.id, mesh, name, result_properties(self, mesh), takes_place_of if final else (),
-                         final=final)
+        # The final mesh takes the place of the untextured one and of the object a Regenerate replaces.
+        takes_place_of: tuple = ()
+        if final:
+            takes_place_of = (JobMesh(self.id, "geometry"),)
+            if self.request.replaces is not None:
+                takes_place_of += (ObjectWithUid(self.request.replaces),)
+        return BuildMesh(self.id, mesh, name, result_properties(self, mesh), takes_place_of, final=final)
 
     def mesh_built(self, kind: str, object_name: str, metadata: Any = None) -> None:
         if kind == "final":

@@ -219,3 +219,26 @@ def _png_header(width: int, height: int) -> bytes:
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00")) + chunk(b"IEND", b"")
+
+
+def test_an_empty_prompt_is_captioned_once_and_the_caption_is_reused(client):
+    image = photo(seed=6)
+    _, first = run_job(client, image, prompt="", seed=31)
+    _, second = run_job(client, image, prompt="", seed=31)
+    for messages, cached in ((first, "miss"), (second, "hit")):
+        metadata = messages[-1].metadata
+        assert metadata.captioned is True and metadata.cache["caption"] == cached
+    assert second[-1].metadata.prompt == first[-1].metadata.prompt
+    _, named = run_job(client, image, prompt="a red disc", seed=31)  # the artist's prompt wins
+    assert named[-1].metadata.captioned is False and "caption" not in named[-1].metadata.cache
+
+
+def test_the_reference_embedding_is_computed_once_per_job(client, pipeline, monkeypatch):
+    from backend.models import records
+
+    zero123 = pipeline.registry.get(records.NOVEL_VIEW)
+    calls = []
+    real = zero123.encode_reference
+    monkeypatch.setattr(zero123, "encode_reference", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    _, messages = run_job(client, photo(seed=2), seed=41)  # geometry (SDS, pseudo views) and texture both use it
+    assert messages[-1].metadata.cache["geometry"] == "miss" and len(calls) == 1
