@@ -9,13 +9,15 @@ is a separate module and is not imported here, so the codec stays free of zmq.
 from .codec import Envelope, decode, encode, new_id, peek_ids
 from .errors import ProtocolError
 from .kinds import RequestKind, Stage
-from .limits import DEFAULT_ADDRESS, DEFAULT_HOST, DEFAULT_PORT, PROTOCOL_VERSION, ProtocolVersion
+from .limits import DEFAULT_ADDRESS, DEFAULT_HOST, DEFAULT_PORT, MAX_ENHANCE_SIDE, PROTOCOL_VERSION, ProtocolVersion
 from .messages import (
     FAILURE_CODES,
     MESSAGE_TYPES,
     Accepted,
     Cancel,
     Cancelled,
+    Enhance,
+    EnhancedImage,
     Failed,
     Generate,
     Heartbeat,
@@ -25,15 +27,20 @@ from .messages import (
     Message,
     Preview,
     Progress,
+    REQUEST_TYPES,
     Welcome,
     image_format,
+    is_result,
     is_terminal,
+    request_kind,
 )
 from .options import OptionError
 
 __all__ = [
-    "DEFAULT_ADDRESS", "DEFAULT_HOST", "DEFAULT_PORT", "FAILURE_CODES", "MESSAGE_TYPES", "PROTOCOL_VERSION",
-    "Accepted", "Cancel", "Cancelled", "Envelope", "Failed", "Generate", "Heartbeat", "Hello", "Mesh",
-    "MeshMetadata", "Message", "OptionError", "Preview", "Progress", "ProtocolError", "ProtocolVersion",
-    "RequestKind", "Stage", "Welcome", "decode", "encode", "image_format", "is_terminal", "new_id", "peek_ids",
+    "DEFAULT_ADDRESS", "DEFAULT_HOST", "DEFAULT_PORT", "FAILURE_CODES", "MAX_ENHANCE_SIDE", "MESSAGE_TYPES",
+    "PROTOCOL_VERSION", "REQUEST_TYPES", "Accepted", "Cancel", "Cancelled", "Enhance", "EnhancedImage",
+    "Envelope", "Failed", "Generate", "Heartbeat", "Hello", "Mesh", "MeshMetadata", "Message",
+    "OptionError", "Preview", "Progress", "ProtocolError", "ProtocolVersion", "RequestKind", "Stage",
+    "Welcome", "decode", "encode", "image_format", "is_result", "is_terminal", "new_id", "peek_ids",
+    "request_kind",
 ]

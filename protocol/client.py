@@ -6,6 +6,7 @@ here blocks except `handshake()`, which is meant for command-line use:
     client = Client(address)
     client.connect()                      # sends hello
     job_id = client.submit(image_bytes, "a red chair", quality="standard")
+    job_id = client.enhance(render_png)   # when "enhance" in client.welcome.request_kinds
     ...
     for envelope in client.poll(budget_ms=10):   # call every tick
         ...
@@ -29,7 +30,7 @@ import zmq
 from .codec import Envelope, decode, encode, new_id
 from .errors import ProtocolError
 from .limits import DEFAULT_ADDRESS
-from .messages import Cancel, Generate, Heartbeat, Hello, Message, Welcome, is_terminal
+from .messages import Cancel, Enhance, Generate, Heartbeat, Hello, Message, Welcome, is_terminal
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,15 @@ class Client:
         Raises ProtocolError for requests the backend would reject on sight (empty or unknown
         image format, prompt too long, ...), before anything is sent.
         """
-        request = Generate(image=image, prompt=prompt, quality=quality, seed=seed, options=options or {})
+        return self._start(Generate(image=image, prompt=prompt, quality=quality, seed=seed, options=options or {}))
+
+    def enhance(self, image: bytes, reference: bytes | None = None, seed: int = 0,
+                options: dict[str, Any] | None = None) -> str:
+        """Send an `enhance` (protocol 2.1: check that `welcome.request_kinds` lists it); returns the
+        job id. Raises ProtocolError for a request the backend would reject on sight."""
+        return self._start(Enhance(image=image, reference=reference, seed=seed, options=options or {}))
+
+    def _start(self, request: Message) -> str:
         job_id = new_id()
         self._send(request, job_id)
         self.jobs[job_id] = JobTracking(last_message_at=self._clock())

@@ -12,10 +12,12 @@ from enum import StrEnum
 
 
 class RequestKind(StrEnum):
-    """What a job makes. Only `generate` exists so far; `texture` (paint the artist's mesh),
-    `scene` (text to a scene along a camera path) and `enhance` (the fixer on a render) come next."""
+    """What a job makes: `generate` (image + prompt → textured mesh) and `enhance` (since protocol
+    2.1: the single-step fixer on one rendered image). `texture` (paint the artist's mesh) and
+    `scene` (text to a scene along a camera path) come next."""
 
     GENERATE = "generate"
+    ENHANCE = "enhance"
 
 
 class Stage(StrEnum):
@@ -24,6 +26,7 @@ class Stage(StrEnum):
     GEOMETRY = "geometry"
     MESH = "mesh"
     TEXTURE = "texture"
+    ENHANCE = "enhance"
 
     @property
     def label(self) -> str:
@@ -35,6 +38,8 @@ class Stage(StrEnum):
 STAGE_SHARES: dict[RequestKind, tuple[tuple[Stage, float], ...]] = {
     RequestKind.GENERATE: ((Stage.PREPROCESS, 0.05), (Stage.PSEUDO_VIEWS, 0.10), (Stage.GEOMETRY, 0.60),
                            (Stage.MESH, 0.05), (Stage.TEXTURE, 0.20)),
+    # One stage: decode, load the fixer (first time only), fix, encode; its steps say which.
+    RequestKind.ENHANCE: ((Stage.ENHANCE, 1.0),),
 }
 
 

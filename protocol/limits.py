@@ -20,7 +20,9 @@ class ProtocolVersion(NamedTuple):
 
 # 2.0: major.minor versions, fields with defaults may be left out and unknown fields are ignored,
 # typed mesh metadata, request options checked against protocol/options.py before `accepted`.
-PROTOCOL_VERSION = ProtocolVersion(2, 0)
+# 2.1: the `enhance` request kind (`enhance` → `enhanced_image`) and its stage; the `fixer` option a
+# choice of fixer (an older add-on's true/false still means what it meant) and `progressive_fix`.
+PROTOCOL_VERSION = ProtocolVersion(2, 1)
 
 DEFAULT_PORT = 5571
 DEFAULT_HOST = "127.0.0.1"
@@ -42,6 +44,10 @@ MAX_IMAGE_BYTES = 64 * 1024 * 1024
 # by the add-on. A 40-megapixel photo is fine; more is almost certainly a mistake.
 MAX_IMAGE_SIDE = 8192
 MAX_IMAGE_PIXELS = 40_000_000
+# Side limit of an `enhance` request's image (the result has the same size): the fixer runs on the
+# whole image at once, and its memory grows with the pixel count. Checked by the backend before
+# `accepted` and by the add-on before sending.
+MAX_ENHANCE_SIDE = 2048
 MAX_OPTIONS = 64  # entries in a JSON-like dict (options, metadata), counted over all nesting levels
 MAX_NESTING = 4
 

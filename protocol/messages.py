@@ -10,11 +10,21 @@ Conversation (all messages of a job carry its `job_id` in the header; the client
                           ◄──       accepted | failed(busy, invalid_request, ...)
                           ◄──       progress / preview ... / mesh(geometry)
                           ◄──       mesh(final) | failed | cancelled
+    enhance (job_id)      ──►                                (protocol 2.1)
+                          ◄──       accepted | failed(invalid_request, too_large, ...)
+                          ◄──       progress ...
+                          ◄──       enhanced_image | failed | cancelled
     cancel (job_id)       ──►                                (any time)
     heartbeat             ◄─►                                (both ways, every second)
 
-Every field added after protocol 2.0 must have a default (see `schema`): a peer of an older
-minor version leaves it out, one of a newer minor version sends fields this side ignores.
+A job ends with exactly one terminal message (`is_terminal`): its result (`is_result`: the final
+mesh of a `generate`, the `enhanced_image` of an `enhance`), `failed` or `cancelled`. A client asks
+for a request kind only when the backend's `welcome.request_kinds` lists it (a 2.0 backend answers
+an `enhance` with `failed: bad_message`, unknown message type).
+
+Every field added to a message after it was introduced (2.0, or 2.1 for `enhance` and
+`enhanced_image`) must have a default (see `schema`): a peer of an older minor version leaves it
+out, one of a newer minor version sends fields this side ignores.
 """
 
 from __future__ import annotations
@@ -25,8 +35,10 @@ from typing import ClassVar
 import numpy as np
 
 from .errors import ProtocolError
+from .kinds import RequestKind
 from .limits import (
     MAX_IMAGE_BYTES,
+    MAX_IMAGE_SIDE,
     MAX_MESH_FACES,
     MAX_MESH_VERTICES,
     MAX_NAME_CHARS,
@@ -111,10 +123,57 @@ class Generate(Message):
     options: Json = field(default_factory=dict)
 
     def validate(self) -> None:
-        if len(self.image) == 0:
-            raise ProtocolError("generate: the image is empty")
-        if image_format(self.image) is None:
-            raise ProtocolError("generate: the image is not a PNG, JPEG or WebP file")
+        _check_image_file(self.TYPE, "image", self.image)
+
+
+def _check_image_file(where: str, name: str, data: bytes) -> None:
+    """An image file field: not empty, and a PNG, JPEG or WebP file by its magic bytes."""
+    what = "the image" if name == "image" else f"the {name} image"
+    if len(data) == 0:
+        raise ProtocolError(f"{where}: {what} is empty")
+    if image_format(data) is None:
+        raise ProtocolError(f"{where}: {what} is not a PNG, JPEG or WebP file")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Enhance(Message):
+    """Start an `enhance` job (protocol 2.1): the single-step fixer of Difix3D+ on one rendered
+    image. `image` (PNG, JPEG or WebP, at most `MAX_ENHANCE_SIDE` pixels a side) and the optional
+    `reference` (a clean view of the same subject, which the reference-guided fixer Difix-ref looks
+    at) travel as raw frames. Options: `fixer` (see protocol/options.py; left out: Difix-ref with a
+    reference, Difix without). The result is an `enhanced_image` of the same size."""
+
+    TYPE: ClassVar[str] = "enhance"
+    image: bytes = blob(MAX_IMAGE_BYTES)
+    reference: bytes | None = blob(MAX_IMAGE_BYTES, default=None)
+    seed: int = integer(0, 2**32 - 1, default=0)
+    """For fixers that draw noise (SD-Turbo); Difix and Difix-ref are deterministic."""
+    options: Json = field(default_factory=dict)
+
+    def validate(self) -> None:
+        _check_image_file(self.TYPE, "image", self.image)
+        if self.reference is not None:
+            _check_image_file(self.TYPE, "reference", self.reference)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnhancedImage(Message):
+    """The result of an `enhance` job (terminal): the fixed image, the same size as the request's
+    (upright: a JPEG's EXIF orientation is applied, as for `generate`), top row first, sRGB. RGBA
+    when the request's image had transparency (its alpha is kept as it was), else RGB."""
+
+    TYPE: ClassVar[str] = "enhanced_image"
+    DIM_LIMITS: ClassVar[dict[str, int]] = {"H": MAX_IMAGE_SIDE, "W": MAX_IMAGE_SIDE}
+    image: np.ndarray = array(("H", "W", (3, 4)), {U8})
+    fixer: str = text(MAX_NAME_CHARS, default="")
+    """The fixer that ran (a `fixer` option value: difix, difix-ref, sd-turbo)."""
+    used_reference: bool = False
+    """The fixer looked at the request's reference image."""
+    seed: int = integer(0, 2**32 - 1, default=0)
+    models: str = text(MAX_NAME_CHARS, default="")
+    """The backend's model preset (full or tiny)."""
+    tiny: bool = False
+    """Made with the tiny preset's random weights: the result is noise."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -263,12 +322,27 @@ class Heartbeat(Message):
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.TYPE: cls
-    for cls in (Hello, Welcome, Generate, Accepted, Progress, Preview, Mesh, Failed, Cancel, Cancelled, Heartbeat)
+    for cls in (Hello, Welcome, Generate, Enhance, Accepted, Progress, Preview, Mesh, EnhancedImage, Failed, Cancel,
+                Cancelled, Heartbeat)
 }
 
-# Messages after which the server sends nothing more for a job.
-TERMINAL_TYPES = frozenset({"failed", "cancelled"})
+REQUEST_TYPES: dict[RequestKind, type[Message]] = {RequestKind.GENERATE: Generate, RequestKind.ENHANCE: Enhance}
+"""The message that starts a job of each request kind."""
+
+# Messages after which the server sends nothing more for a job (besides a final mesh, see is_result).
+TERMINAL_TYPES = frozenset({"failed", "cancelled", "enhanced_image"})
+
+
+def request_kind(message: Message) -> RequestKind | None:
+    """The request kind a job-starting message asks for; None for any other message."""
+    return next((kind for kind, cls in REQUEST_TYPES.items() if isinstance(message, cls)), None)
+
+
+def is_result(message: Message) -> bool:
+    """The message that completes a job successfully: the final mesh of a `generate`, the
+    `enhanced_image` of an `enhance`."""
+    return isinstance(message, EnhancedImage) or (isinstance(message, Mesh) and message.kind == "final")
 
 
 def is_terminal(message: Message) -> bool:
-    return message.TYPE in TERMINAL_TYPES or (isinstance(message, Mesh) and message.kind == "final")
+    return message.TYPE in TERMINAL_TYPES or is_result(message)

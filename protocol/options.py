@@ -9,6 +9,10 @@ An option whose `default` is None is decided by the quality preset unless the re
 (the panel shows such options behind an "override" checkbox). Adding an option: one `OptionSpec`
 here, and one line mapping it onto the pipeline's config (`backend/pipelines/generate_request.py`);
 the panel and the CLI pick it up from here.
+
+An option may serve several request kinds (`fixer`: generate and enhance). Per kind it may refuse
+some of its values (`refused`: an enhance request cannot turn the fixer off) and say what leaving it
+out means where no quality preset decides (`unset`); `validate_options(kind, ...)` applies both.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ QUALITY_PRESETS: tuple[QualityPreset, ...] = (
     QualityPreset("standard", "Standard", "DreamGaussian's budget: 500 geometry steps, 20,000 faces, 1024² "
                                           "texture, 50 texture steps"),
     QualityPreset("high", "High", "1,000 geometry steps, 192³ mesh grid, 50,000 faces, 2048² texture, "
-                                  "100 texture steps"),
+                                  "100 texture steps, progressive fixing with Difix-ref (non-commercial)"),
 )
 QUALITY_NAMES: tuple[str, ...] = tuple(p.name for p in QUALITY_PRESETS)
 DEFAULT_QUALITY = "standard"
@@ -76,10 +80,18 @@ class OptionSpec:
     choices: tuple[Choice, ...] = ()
     initial: OptionValue | None = None
     """What an override control starts at, for options the preset decides (inside the range)."""
+    legacy: tuple[tuple[OptionValue, OptionValue], ...] = ()
+    """(old value, value it now means): values an older add-on of the same protocol major may send
+    (`fixer` was a bool before protocol 2.1)."""
     unit: str = ""
     """'deg' for angles (the panel shows degrees and sends degrees)."""
     advanced: bool = True
     """Shown in the panel's Advanced section (False: next to the prompt)."""
+    refused: tuple[tuple[RequestKind, OptionValue, str], ...] = ()
+    """(request kind, value, why): values requests of that kind may not use (the panel leaves them out)."""
+    unset: tuple[tuple[RequestKind, str], ...] = ()
+    """(request kind, what leaving the option out means in words), for kinds where neither the quality
+    preset nor `default` decides it."""
     values: tuple[OptionValue, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
@@ -98,6 +110,31 @@ class OptionSpec:
     def preset_decides(self) -> bool:
         return self.default is None
 
+    def values_for(self, kind: RequestKind) -> tuple[OptionValue, ...]:
+        """The choices a request of `kind` may use."""
+        refused = {value for refused_kind, value, _ in self.refused if refused_kind == kind}
+        return tuple(v for v in self.values if v not in refused)
+
+    def when_unset(self, kind: RequestKind) -> str:
+        """What a request of `kind` that leaves this option out gets, in words."""
+        for unset_kind, words in self.unset:
+            if unset_kind == kind:
+                return words
+        if self.preset_decides:
+            return "the quality preset decides"
+        return f"{self.default}"
+
+    def check_for(self, kind: RequestKind, value: Any) -> OptionValue:
+        """`check`, plus the values requests of `kind` may not use."""
+        value = self.check(value)
+        for refused_kind, refused_value, why in self.refused:
+            if refused_kind == kind and value == refused_value:
+                allowed = ", ".join(str(v) for v in self.values_for(kind))
+                raise OptionError(self.name, f"option '{self.name}' cannot be {value!r} for {_article(kind)} "
+                                             f"{kind.value} request: {why}",
+                                  hint=f"Use one of {allowed}, or leave it out ({self.when_unset(kind)}).")
+        return value
+
     def allowed(self) -> str:
         """What values are allowed, in words: 'an integer from 500 to 500,000'."""
         if self.kind == "bool":
@@ -110,6 +147,9 @@ class OptionSpec:
 
     def check(self, value: Any) -> OptionValue:
         """`value` as this option's type, or OptionError naming the option and the allowed values."""
+        for old, new in self.legacy:
+            if type(value) is type(old) and value == old:
+                value = new
         ok = False
         if self.kind == "bool":
             ok = isinstance(value, bool)
@@ -127,6 +167,7 @@ class OptionSpec:
 
 
 _GENERATE = frozenset({RequestKind.GENERATE})
+_GENERATE_AND_ENHANCE = frozenset({RequestKind.GENERATE, RequestKind.ENHANCE})
 
 OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
@@ -153,9 +194,24 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "Texture refinement steps (stage 2); 0 keeps the texture baked from the Gaussians.", _GENERATE,
         minimum=0, maximum=1000, initial=50),
     OptionSpec(
-        "fixer", "bool", "Fixer pass",
-        "A final single-step SD-Turbo pass over the refined views (Difix3D+-style). Its weights are "
-        "non-commercial.", _GENERATE, default=False),
+        "fixer", "choice", "Fixer",
+        "Single-step artefact fixer for rendered views (Difix3D+): it cleans the views that progressive "
+        "fixing adds in stage 1, the texture stage's targets and the final renders. Difix and Difix-ref "
+        "(with the nearest input view as reference) are non-commercial (NVIDIA licence); SD-Turbo is the "
+        "alternative for commercial use (Stability AI Community License).", _GENERATE_AND_ENHANCE,
+        choices=(Choice("off", "Off", "No fixer"),
+                 Choice("difix", "Difix", "nvidia/difix, one step at t = 199 (non-commercial)"),
+                 Choice("difix-ref", "Difix (reference)", "nvidia/difix_ref, guided by the nearest input view "
+                                                          "(non-commercial)"),
+                 Choice("sd-turbo", "SD-Turbo", "stabilityai/sd-turbo img2img at t = 199 (commercial use under "
+                                                "the Stability AI Community License)")),
+        initial="difix-ref", legacy=((False, "off"), (True, "sd-turbo")),
+        refused=((RequestKind.ENHANCE, "off", "enhancing an image is running the fixer on it"),),
+        unset=((RequestKind.ENHANCE, "Difix-ref when a reference image is sent, Difix without one"),)),
+    OptionSpec(
+        "progressive_fix", "bool", "Progressive fixing",
+        "Difix3D's progressive 3D update in stage 1: at intervals, render poses moved part of the way toward "
+        "uncovered angles, clean them with the fixer and train on them too. Needs a fixer.", _GENERATE),
 )
 _BY_NAME: dict[str, OptionSpec] = {spec.name: spec for spec in OPTIONS}
 
@@ -187,11 +243,24 @@ def validate_options(kind: RequestKind, options: Mapping[str, Any]) -> dict[str,
     for name, value in options.items():
         spec = known.get(name)
         if spec is None:
-            raise OptionError(str(name), f"unknown option {str(name)!r:.40} for a {kind.value} request",
+            raise OptionError(str(name), f"unknown option {str(name)!r:.40} for {_article(kind)} {kind.value} request",
                               hint=f"Known options: {', '.join(known)}. An add-on newer than the backend may "
                                    f"send options it does not know: update the backend.")
-        out[name] = spec.check(value)
+        out[name] = spec.check_for(kind, value)
     return out
+
+
+def enhance_fixer(options: Mapping[str, OptionValue], has_reference: bool) -> str:
+    """The fixer an `enhance` request runs, from its validated options: the `fixer` option, or when
+    it is left out Difix-ref with a reference image and Difix without one."""
+    fixer = options.get("fixer")
+    if fixer is None:
+        return "difix-ref" if has_reference else "difix"
+    return str(fixer)
+
+
+def _article(kind: RequestKind) -> str:
+    return "an" if kind.value[:1] in "aeiou" else "a"
 
 
 def parse_cli_value(spec: OptionSpec, text: str) -> OptionValue:

@@ -5,7 +5,9 @@ Hyperparameters are the published ones: Zero123-XL and Stable Diffusion 1.5 shar
 (320/640/1280/1280 channels, 2 layers per block, 768-wide cross-attention; Zero123 takes 8 input
 channels), SD's VAE (128/256/512/512), Zero123's image encoder is CLIP ViT-L/14, SD 1.5's text
 encoder CLIP ViT-L/14's text tower, Depth Anything V2 Small a DINOv2 ViT-S/14 with a DPT head,
-and OpenCLIP ViT-B/32 is open_clip's stock config.
+and OpenCLIP ViT-B/32 is open_clip's stock config. Difix is SD-Turbo's (SD 2.1's) UNet (1024-wide
+cross-attention, linear projections, head dims 5/10/20/20), its text encoder OpenCLIP ViT-H/14's
+text tower, and SD's VAE with Difix's four skip convolutions.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import torch
 
 from backend.models.clip import Clip
 from backend.models.depth import DepthEstimator
+from backend.models.difix import DifixFixer
 from backend.models.refiners import PromptRefiner
 from backend.models.zero123 import CLIPCameraProjection, Zero123
 
@@ -72,6 +75,26 @@ def sd15_img2img(device, dtype) -> PromptRefiner:
                                           feature_extractor=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     return PromptRefiner(pipe.to(device, dtype))
+
+
+def difix_ref(device, dtype) -> DifixFixer:
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from backend.models.difix import add_skip_convs
+    from backend.models.tiny_configs import SD_SCHEDULE
+    from backend.models.tiny_tokenizers import clip_tokenizer
+
+    unet = UNet2DConditionModel(sample_size=64, in_channels=4, out_channels=4, block_out_channels=(320, 640, 1280, 1280),
+                                layers_per_block=2, cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20),
+                                use_linear_projection=True)
+    text = CLIPTextModel(CLIPTextConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=23,
+                                        num_attention_heads=16, max_position_embeddings=77, hidden_act="gelu"))
+    vae = sd_vae()
+    add_skip_convs(vae)
+    schedule = {k: v for k, v in SD_SCHEDULE.items() if k != "set_alpha_to_one"}
+    return DifixFixer(unet.to(device, dtype), vae.to(device).float(), text.to(device, dtype), clip_tokenizer(),
+                      DDPMScheduler(**schedule).alphas_cumprod, "epsilon", reference=True)
 
 
 def depth_anything_v2_small(device, dtype) -> DepthEstimator:

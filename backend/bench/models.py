@@ -26,8 +26,8 @@ import torch
 from backend.models import records
 
 CREATE_TARGET_S, LOAD_TARGET_S = 30.0, 5.0
-TINY_LOADS = (records.NOVEL_VIEW, records.DEPTH, records.CLIP, records.SEGMENTER, records.REFINER, records.FIXER,
-              records.CAPTIONER)
+TINY_LOADS = (records.NOVEL_VIEW, records.DEPTH, records.CLIP, records.SEGMENTER, records.REFINER, records.DIFIX,
+              records.DIFIX_REF, records.SD_TURBO, records.CAPTIONER)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,6 +57,12 @@ def tiny_costs() -> dict[str, float]:
             start = time.perf_counter()
             registry.get(record)
             figures[f"load {record.name}"] = time.perf_counter() - start
+        # One progressive-fix round's model cost: four 256² renders with their references.
+        fixer, views = registry.get(records.DIFIX_REF), torch.rand(4, 3, 256, 256)
+        fixer.fix(views, views)
+        start = time.perf_counter()
+        fixer.fix(views, views)
+        figures["fix: difix-ref, 4 views 256²"] = time.perf_counter() - start
     return figures
 
 
@@ -113,6 +119,14 @@ def full_size_costs(device: torch.device, repeats: int) -> list[tuple[str, float
     seconds, peak = _timed(lambda: refiner.refine(image, "a wooden chair", strength=1.0, steps=1), repeats, device)
     rows.append(("SD 1.5 img2img, per step (512², CFG)", seconds, weights_gib(refiner.modules), peak))
     del refiner
+    _free(device)
+
+    fixer = full.difix_ref(device, dtype)
+    renders = torch.rand(1, 3, 512, 512, generator=generator).to(device)
+    references = torch.rand(1, 3, 512, 512, generator=generator).to(device)
+    rows.append(("Difix-ref, one view + reference (512²)", *_pair(_timed(lambda: fixer.fix(renders, references),
+                                                                          repeats, device), weights_gib(fixer.modules))))
+    del fixer
     _free(device)
 
     depth = full.depth_anything_v2_small(device, dtype)

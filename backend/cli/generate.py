@@ -160,7 +160,8 @@ def main(args: argparse.Namespace) -> int:
     mesh = {"vertices": final.vertices, "faces": final.faces, "uvs": final.uvs, "normals": final.normals,
             "texture": final.texture}
     label = "TINY PRESET: random weights, wiring check only" if registry.is_tiny else ""
-    written = write_outputs(args.out, mesh=mesh, report=report, gaussians=pipeline.last_gaussians, label=label)
+    written = write_outputs(args.out, mesh=mesh, report=report, gaussians=pipeline.last_gaussians, label=label,
+                            enhance=pipeline.last_enhancer)
     print(f"done in {report['total_s']:.1f} s: " + ", ".join(str(p) for p in written.values()))
     if registry.is_tiny:
         print(f"NOTICE: {TINY_NOTICE}")

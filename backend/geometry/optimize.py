@@ -3,7 +3,8 @@ gsplat's `DefaultStrategy` for densification and pruning (works with either spla
 
 The trainer is loss-agnostic: stage 1 adds SDS and pseudo-ground-truth terms, the reconstruction
 benchmark uses photometric losses; both call `before_backward` / `after_backward` around their own
-`loss.backward()`. `fit_to_views` is the plain multi-view photometric fit built on it.
+`loss.backward()`. `fit_to_views` is the plain multi-view photometric fit built on it (optionally
+with Difix3D's progressive fixing, `progressive_fix.ProgressiveFix`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from torch import Tensor
 
 from .cameras import Cameras
 from .gaussians import Gaussians
+from .progressive_fix import ProgressiveFix, RoundReport
 from .splat import SplatRender, render_splats
 
 
@@ -114,27 +116,51 @@ class FitConfig:
 
 def fit_to_views(gaussians: Gaussians, cameras: Cameras, images: Tensor, masks: Tensor, config: FitConfig,
                  *, background: Tensor | None = None, backend: str = "auto",
-                 on_step: Callable[[int, float], None] | None = None) -> list[float]:
+                 on_step: Callable[[int, float], None] | None = None,
+                 progressive: ProgressiveFix | None = None,
+                 on_round: Callable[[RoundReport], None] | None = None,
+                 check: Callable[[], None] | None = None) -> list[float]:
     """Fit `gaussians` in place to images [C,H,W,3] and masks [C,H,W] seen by `cameras`.
 
     Each step renders a random subset of views over a random background colour (so the alpha has
     to be right, not just the colour), takes an L1 on RGB plus a mask L1, and densifies.
+    With `progressive`, fix rounds run at its schedule's steps (at the cameras' resolution;
+    `check()` between their views, raise to cancel; `on_round(report)` after each), and a step
+    also renders one fixed view on white, with probability `schedule.probability`, in the same
+    render call, adding `schedule.weight` × its RGB L1 (no mask term: a fixer gives only colour).
     Returns the per-step losses.
     """
     if images.shape[:3] != masks.shape or images.shape[0] != len(cameras):
         raise ValueError(f"images {tuple(images.shape)} and masks {tuple(masks.shape)} must match "
                          f"{len(cameras)} cameras")
     generator = torch.Generator().manual_seed(config.seed)
+    # Fixed views draw from their own generator: the training views' draws stay those of a run
+    # without fixing.
+    fix_generator = torch.Generator().manual_seed(config.seed + 1)
     extent = (gaussians.means.detach() - gaussians.means.detach().mean(0)).norm(dim=-1).max().item()
     trainer = GaussianTrainer(gaussians, config.optim, config.steps, scene_scale=max(extent, 1e-3))
     masks = masks.float()
     losses = []
     for step in range(config.steps):
+        if progressive is not None and progressive.due(step, config.steps):
+            report = progressive.run_round(gaussians, width=cameras.width, height=cameras.height, step=step,
+                                           check=check, backend=backend)
+            if on_round is not None:
+                on_round(report)
         views = torch.randperm(len(cameras), generator=generator)[: config.views_per_step]
         bg = torch.rand(3, generator=generator) if background is None else background
         target = images[views] * masks[views, ..., None] + bg * (1 - masks[views, ..., None])
-        render = render_splats(gaussians, cameras[views], backgrounds=bg, backend=backend)
-        loss = (render.rgb - target).abs().mean() + config.mask_weight * (render.alpha[..., 0] - masks[views]).abs().mean()
+        fixed = progressive.sample(fix_generator) if progressive is not None else None
+        step_cameras, backgrounds = cameras[views], bg.expand(len(views), 3)
+        if fixed is not None:
+            step_cameras = Cameras.cat([step_cameras, progressive.camera(fixed, cameras.width, cameras.height)])
+            backgrounds = torch.cat([backgrounds, torch.ones(1, 3, dtype=bg.dtype, device=bg.device)])
+        render = render_splats(gaussians, step_cameras, backgrounds=backgrounds, backend=backend)
+        n = len(views)
+        loss = (render.rgb[:n] - target).abs().mean() + \
+            config.mask_weight * (render.alpha[:n, ..., 0] - masks[views]).abs().mean()
+        if fixed is not None:
+            loss = loss + progressive.loss(render.rgb[n], fixed, "l1")
         trainer.before_backward(step, render)
         loss.backward()
         trainer.after_backward(step, render)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .clip import Clip
     from .depth import DepthEstimator
     from .multiview import Zero123PlusPlus
+    from .difix import DifixFixer
     from .refiners import PromptRefiner, TurboFixer
     from .segmentation import TextSegmenter
     from .zero123 import Zero123
@@ -145,19 +146,52 @@ REFINER: ModelRecord[PromptRefiner] = ModelRecord("refiner", (ModelSpec(
 ), _refiner)
 
 
-def _fixer(ctx: LoadContext) -> TurboFixer:
+def _sd_turbo(ctx: LoadContext) -> TurboFixer:
     from .refiners import TurboFixer
 
     return TurboFixer.from_pretrained(ctx.folder, **ctx.placement())
 
 
-FIXER: ModelRecord[TurboFixer] = ModelRecord("fixer", (ModelSpec(
-    role="fixer", repo_id="stabilityai/sd-turbo",
-    licence="Stability AI Community License (commercial use needs a Stability licence)", commercial=False,
+SD_TURBO: ModelRecord[TurboFixer] = ModelRecord("sd_turbo", (ModelSpec(
+    role="sd_turbo", repo_id="stabilityai/sd-turbo",
+    licence="Stability AI Community License (free for commercial use below US$1M annual revenue; above that, "
+            "a Stability AI enterprise licence)", commercial=True,
     size_mb=2600, vram_mb=2600, configs=SD_CONFIGS, weights=_SD_WEIGHTS,
     tiny=TinyBuilder("refiners:save_tiny_sd_turbo"), optional=True,
-    summary="SD-Turbo: single-step artefact fixer for rendered views (Difix3D+-style)"),
-), _fixer)
+    summary="SD-Turbo img2img at t = 199: the fixer for commercial use (`fixer=sd-turbo`)"),
+), _sd_turbo)
+
+
+_DIFIX_LICENCE = ("NVIDIA License (non-commercial: research or evaluation only), on SD-Turbo's weights "
+                  "(Stability AI Community License)")
+
+
+def _difix(ctx: LoadContext) -> DifixFixer:
+    from .difix import DifixFixer
+
+    return DifixFixer.from_pretrained(ctx.folder, reference=False, **ctx.placement())
+
+
+DIFIX: ModelRecord[DifixFixer] = ModelRecord("difix", (ModelSpec(
+    role="difix", repo_id="nvidia/difix", licence=_DIFIX_LICENCE, commercial=False,
+    size_mb=2500, vram_mb=2600, configs=SD_CONFIGS, weights=_SD_WEIGHTS,
+    tiny=TinyBuilder("difix:save_tiny_difix"), optional=True,
+    summary="Difix: single-step fixer of rendering artefacts (Difix3D+), one step at t = 199"),
+), _difix)
+
+
+def _difix_ref(ctx: LoadContext) -> DifixFixer:
+    from .difix import DifixFixer
+
+    return DifixFixer.from_pretrained(ctx.folder, reference=True, **ctx.placement())
+
+
+DIFIX_REF: ModelRecord[DifixFixer] = ModelRecord("difix_ref", (ModelSpec(
+    role="difix_ref", repo_id="nvidia/difix_ref", licence=_DIFIX_LICENCE, commercial=False,
+    size_mb=2500, vram_mb=2600, configs=SD_CONFIGS, weights=_SD_WEIGHTS,
+    tiny=TinyBuilder("difix:save_tiny_difix_ref"), optional=True,
+    summary="Difix-ref: Difix guided by a reference view (joint self-attention over render and reference)"),
+), _difix_ref)
 
 
 def _captioner(ctx: LoadContext) -> Captioner:
@@ -174,8 +208,8 @@ CAPTIONER: ModelRecord[Captioner] = ModelRecord("captioner", (ModelSpec(
 ), _captioner)
 
 
-RECORDS: tuple[ModelRecord, ...] = (NOVEL_VIEW, NOVEL_VIEW_STABLE, MULTIVIEW, DEPTH, CLIP, SEGMENTER, REFINER, FIXER,
-                                    CAPTIONER)
+RECORDS: tuple[ModelRecord, ...] = (NOVEL_VIEW, NOVEL_VIEW_STABLE, MULTIVIEW, DEPTH, CLIP, SEGMENTER, REFINER, DIFIX,
+                                    DIFIX_REF, SD_TURBO, CAPTIONER)
 """Every record, in the order `models list` shows them."""
 
 CATALOGUE: dict[str, ModelSpec] = {s.role: s for record in RECORDS for s in record.weights}

@@ -1,8 +1,9 @@
 """Text-conditioned image refiners for the texture stage.
 
 * `PromptRefiner`: Stable Diffusion img2img (SDEdit), multi-step, driven by the prompt.
-* `TurboFixer`: SD-Turbo run as a single-step image-to-image fixer at a low noise level, the way
-  Difix3D+ removes rendering artefacts (timestep 199 of 1000, no guidance).
+* `TurboFixer`: SD-Turbo run as a single-step image-to-image fixer at a low noise level (timestep
+  199 of 1000, no guidance): the `sd-turbo` fixer, the commercial alternative to Difix
+  (`difix.py`), which is SD-Turbo fine-tuned for exactly this and adds no fresh noise.
 
 Both take and return float images [B, 3, H, W] in [0, 1] and work at the pipeline's resolution
 (a multiple of 8); the diffusers pipelines are used as they are, with a step callback for
@@ -21,6 +22,7 @@ from .weights import torch_variant
 
 StepCallback = Callable[[int, int], None]
 FIXER_TIMESTEP = 199  # Difix's noise level: its ablation peaks between 200 and 10
+FIXER_PROMPT = "remove degradation"  # Difix's prompt, used for SD-Turbo too
 
 
 def _load_img2img(path: Path, device, dtype):
@@ -89,11 +91,16 @@ class PromptRefiner(_Img2Img):
 
 
 class TurboFixer(_Img2Img):
-    """SD-Turbo as a one-step artefact remover (Difix3D+-style, without Difix's fine-tuning)."""
+    """SD-Turbo as a one-step artefact remover: img2img from timestep 199 with fresh noise (the
+    `sd-turbo` fixer, for commercial use; Difix itself is in `difix.py`)."""
+
+    uses_reference = False
 
     @torch.no_grad()
-    def fix(self, images: Tensor, prompt: str = "", *, generator: torch.Generator | None = None) -> Tensor:
-        """images [B, 3, H, W] in [0, 1] → one denoising step from timestep 199 → [B, 3, H, W]."""
+    def fix(self, images: Tensor, references: Tensor | None = None, *,
+            generator: torch.Generator | None = None) -> Tensor:
+        """images [B, 3, H, W] in [0, 1] → one denoising step from timestep 199 → [B, 3, H, W];
+        `references` are ignored (SD-Turbo has no reference input)."""
         _check(images)
         batch = images.shape[0]
         train_steps = self.pipe.scheduler.config.num_train_timesteps
@@ -101,7 +108,7 @@ class TurboFixer(_Img2Img):
         # step at T·0.2 = 200 gives Difix's noise level.
         strength = (FIXER_TIMESTEP + 1) / train_steps
         steps = round(1 / strength)
-        out = self.pipe(prompt=[prompt or "remove degradation"] * batch, image=images.to(self.device, self.dtype),
+        out = self.pipe(prompt=[FIXER_PROMPT] * batch, image=images.to(self.device, self.dtype),
                         strength=strength, num_inference_steps=steps, guidance_scale=0.0, generator=generator,
                         output_type="pt")
         return out.images.float().clamp(0, 1)

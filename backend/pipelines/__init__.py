@@ -2,20 +2,23 @@
 
     generate   image + prompt → textured mesh (`generate.py`; request → config in
                `generate_request.py`)
+    enhance    a rendered image (+ an optional reference) → the same image cleaned by the
+               single-step fixer (`enhance.py`)
 
-`texture` (paint the artist's mesh), `scene` (text → a scene along a camera path) and `enhance`
-(the fixer on a render) come next, each as its own orchestrator registered in `Pipelines`.
+`texture` (paint the artist's mesh) and `scene` (text → a scene along a camera path) come next,
+each as its own orchestrator registered in `Pipelines`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from protocol import Generate, Mesh
+from protocol import REQUEST_TYPES, Enhance, Generate, Message, RequestKind
 
 from .cache import ResultCache
 from ..serving.context import StageContext
 from ..models.registry import ModelRegistry
+from .enhance import EnhancePipeline
 from .generate import GenerationPipeline
 
 
@@ -27,14 +30,20 @@ class Pipelines:
         self.registry = registry
         self.cache = cache if cache is not None else ResultCache()
         self.generate = GenerationPipeline(registry, self.cache)
-        self._orchestrators = {Generate: self.generate}
+        self.enhance = EnhancePipeline(registry)
+        self._orchestrators = {Generate: self.generate, Enhance: self.enhance}
+
+    @property
+    def request_kinds(self) -> tuple[RequestKind, ...]:
+        """The kinds served (the server's welcome lists them and refuses the others)."""
+        return tuple(kind for kind, cls in REQUEST_TYPES.items() if cls in self._orchestrators)
 
     def prepare(self, request: Any) -> tuple[Any, Any]:
         """→ (orchestrator, its typed input); raises protocol.OptionError for a bad request."""
         orchestrator = self._orchestrators[type(request)]
         return orchestrator, orchestrator.prepare(request)
 
-    def run(self, job_input: tuple[Any, Any], ctx: StageContext) -> Mesh:
+    def run(self, job_input: tuple[Any, Any], ctx: StageContext) -> Message:
         orchestrator, inputs = job_input
         return orchestrator.run(inputs, ctx)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from functools import cached_property
 
 import torch
@@ -34,6 +35,7 @@ from ..stages.geometry import (
     optimise_gaussians,
     preview_arrays,
 )
+from ..stages.fixing import load_fixer
 from ..stages.image_io import decode_image
 from ..stages.mesh import STEPS as MESH_STEPS
 from ..stages.mesh import MeshArrays, extract_mesh, texture_bytes
@@ -61,6 +63,9 @@ class GenerationPipeline:
         self.last_report: JobReport | None = None
         self.last_gaussians: gs.Gaussians | None = None
         """The stage-1 result of the last job (the CLI writes it as splats.ply)."""
+        self.last_enhancer: Callable[[torch.Tensor], torch.Tensor] | None = None
+        """Difix3D+'s post-render step for the last job's final renders (the CLI's turntable):
+        renders [B, 3, H, W] → fixed renders, or None when its fixer is off."""
 
     def prepare(self, request: Generate) -> GenerateInputs:
         """The request as typed inputs (the server calls this before `accepted`)."""
@@ -68,7 +73,7 @@ class GenerationPipeline:
 
     def run(self, inputs: GenerateInputs, ctx: StageContext) -> Mesh:
         job = _GenerateJob(self, inputs, ctx)
-        self.last_report, self.last_gaussians = job.report, None
+        self.last_report, self.last_gaussians, self.last_enhancer = job.report, None, None
         self.preloader.wait(ctx, Stage.PREPROCESS)
         if self.registry.is_tiny:
             ctx.report(Stage.PREPROCESS, 0, 3, f"NOTICE: {TINY_NOTICE}")
@@ -81,7 +86,9 @@ class GenerationPipeline:
         # Failures from here on (model loading included) belong to the texture stage; the artist
         # already has the untextured mesh.
         ctx.report(Stage.TEXTURE, 0, max(inputs.config.texture.steps, 1), "preparing")
-        return job.message("final", mesh.with_texture(job.texture(prepared, mesh)))
+        final = job.message("final", mesh.with_texture(job.texture(prepared, mesh)))
+        self.last_enhancer = job.enhancer()
+        return final
 
 
 class _GenerateJob:
@@ -100,6 +107,19 @@ class _GenerateJob:
         texture is not refined)."""
         zero123 = self.registry.get(records.NOVEL_VIEW)
         return zero123.encode_reference(self.reference_image, self.config.geometry.reference_elevation_deg)
+
+    def enhancer(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """The fixer bound to this job's input view, for post-render enhancement (None when off)."""
+        fixer_config = self.config.fixer
+        if not (fixer_config.enabled and fixer_config.enhance_outputs):
+            return None
+        fixer, reference = load_fixer(self.registry, fixer_config.model), self.reference_image
+
+        def enhance(renders: torch.Tensor) -> torch.Tensor:
+            references = reference.expand(len(renders), -1, -1, -1) if fixer.uses_reference else None
+            return fixer.fix(renders, references)
+
+        return enhance
 
     def message(self, kind: str, mesh: MeshArrays) -> Mesh:
         report = self.report
@@ -167,8 +187,11 @@ class _GenerateJob:
     def geometry(self, prepared: PreparedInput, prepared_key: str) -> tuple[gs.Gaussians, str]:
         ctx, config, report = self.ctx, self.config, self.report
         started = time.perf_counter()
+        # The fixer shapes the Gaussians only when it runs inside stage 1: any other fixer change
+        # keeps the cached geometry.
+        progressive_on = config.fixer.progressive_on
         key = content_key("geometry", PIPELINE_VERSION, prepared_key, config.geometry, self.inputs.seed,
-                          self.registry.preset)
+                          self.registry.preset, *((config.fixer,) if progressive_on else ()))
         entry = self.cache.get("geometry", key)
         if entry is not None:
             gaussians = gaussians_from_payload(entry.arrays, self.registry.device)
@@ -183,17 +206,39 @@ class _GenerateJob:
 
         guidance = Zero123Guidance(self.registry.get(records.NOVEL_VIEW), self.reference_embedding, config.geometry)
 
+        progressive = self._progressive_fix(prepared, pseudo) if progressive_on else None
+
         def on_step(step: int, total: int, gaussians: gs.Gaussians, losses: dict[str, float]) -> None:
             ctx.check_cancelled()
             ctx.report(Stage.GEOMETRY, step, total, f"{len(gaussians)} Gaussians")
             self._send_preview(step, gaussians)
 
+        def on_fix(step: int, total: int, gaussians: gs.Gaussians, message: str) -> None:
+            ctx.check_cancelled()  # between two fixed views: a round never holds up a cancel for long
+            ctx.report(Stage.GEOMETRY, step, total, message)
+            self._send_preview(step, gaussians)
+
         result = optimise_gaussians(prepared.references(), guidance, pseudo, config.geometry, seed=self.inputs.seed,
-                                    device=self.registry.device, on_step=on_step)
+                                    device=self.registry.device, on_step=on_step, progressive=progressive,
+                                    on_fix=on_fix)
         report.losses["geometry"] = result.losses
         self.cache.put("geometry", key, gaussians_payload(result.gaussians), {"gaussians": len(result.gaussians)})
         report.timed("geometry", started)
         return result.gaussians, key
+
+    def _progressive_fix(self, prepared: PreparedInput, pseudo: PseudoViews | None):
+        """Difix3D's progressive 3D update for stage 1: the job's fixer, fixing renders from the
+        reference and pseudo-view poses toward uncovered poses (`progressive_fix_for`)."""
+        from ..geometry.progressive_fix import ImageFixerAdapter
+        from ..stages.geometry import progressive_fix_for
+
+        fixer_config = self.config.fixer
+        self.ctx.report(Stage.GEOMETRY, 0, self.config.geometry.steps, f"loading the fixer ({fixer_config.model})")
+        fixer = load_fixer(self.registry, fixer_config.model)
+        self.ctx.check_cancelled()
+        return progressive_fix_for(prepared.references(), pseudo, self.config.geometry,
+                                   ImageFixerAdapter(fixer, seed=self.inputs.seed), fixer_config.schedule,
+                                   seed=self.inputs.seed)
 
     def _pseudo_views(self) -> PseudoViews | None:
         config = self.config.geometry
@@ -248,7 +293,7 @@ class _GenerateJob:
             ctx.check_cancelled()
 
         refiner = self.registry.get(records.REFINER) if prompt and config.texture.prompt_refine_weight > 0 else None
-        fixer = self.registry.get(records.FIXER) if config.texture.fixer else None
+        fixer = load_fixer(self.registry, config.fixer.model) if config.fixer.texture_targets else None
         clip = self.registry.get(records.CLIP) if config.texture.clip_weight > 0 else None
         guidance = DiffusionTextureGuidance(self.registry.get(records.NOVEL_VIEW), self.reference_embedding,
                                             self.reference_image, config.texture, config.geometry, prompt=prompt,

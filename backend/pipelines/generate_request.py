@@ -23,7 +23,8 @@ OPTION_FIELDS: dict[str, str] = {
     "texture_size": "mesh.bake.texture_size",
     "geometry_steps": "geometry.steps",
     "texture_steps": "texture.steps",
-    "fixer": "texture.fixer",
+    "fixer": "fixer.model",
+    "progressive_fix": "fixer.progressive",
 }
 """option name → the config field it sets (every option of the generate kind has one)."""
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from protocol import FAILURE_CODES, Cancelled, Failed, Generate, Mesh, Message
+from protocol import FAILURE_CODES, Cancelled, Failed, Generate, Message, RequestKind, is_result
 from protocol.limits import MAX_NAME_CHARS, MAX_TEXT_CHARS
 
 from .context import JobCancelled, PipelineError, StageContext
@@ -25,33 +25,43 @@ log = logging.getLogger(__name__)
 
 
 class Runner(Protocol):
-    """What the server runs jobs with (the generation pipelines, or a test stand-in)."""
+    """What the server runs jobs with (the generation pipelines, or a test stand-in). It may say
+    which request kinds it serves with a `request_kinds` attribute (default: generate only); the
+    server lists them in its welcome and refuses the others before `accepted`."""
 
-    def prepare(self, request: Generate) -> Any:
-        """The request (already checked against the protocol's options table) → the typed job
-        input `run` takes. Runs on the server thread before `accepted`, so it must be quick; raises
-        PipelineError(code="invalid_request") for a request that cannot be served as asked."""
+    def prepare(self, request: Message) -> Any:
+        """The request (`generate` or `enhance`, already checked against the protocol's options
+        table) → the typed job input `run` takes. Runs on the server thread before `accepted`, so it
+        must be quick; raises PipelineError(code="invalid_request" or "too_large") for a request that
+        cannot be served as asked."""
         ...
 
-    def run(self, job_input: Any, ctx: StageContext) -> Mesh:
-        """Runs one job on the worker thread: reports through `ctx`, returns the final mesh."""
+    def run(self, job_input: Any, ctx: StageContext) -> Message:
+        """Runs one job on the worker thread: reports through `ctx`, returns the job's result
+        message (the final mesh of a generate, the enhanced image of an enhance)."""
         ...
+
+
+def served_kinds(runner: Runner) -> tuple[RequestKind, ...]:
+    kinds = set(getattr(runner, "request_kinds", (RequestKind.GENERATE,)))
+    return tuple(kind for kind in RequestKind if kind in kinds)
 
 
 @dataclass(frozen=True)
 class FunctionRunner:
-    """A plain `function(request, ctx) -> Mesh` as a Runner (the request is its own input)."""
+    """A plain `function(request, ctx) -> result` as a Runner (the request is its own input)."""
 
-    function: Callable[[Generate, StageContext], Mesh]
+    function: Callable[[Any, StageContext], Message]
+    request_kinds: tuple[RequestKind, ...] = (RequestKind.GENERATE,)
 
-    def prepare(self, request: Generate) -> Generate:
+    def prepare(self, request: Message) -> Message:
         return request
 
-    def run(self, job_input: Generate, ctx: StageContext) -> Mesh:
+    def run(self, job_input: Message, ctx: StageContext) -> Message:
         return self.function(job_input, ctx)
 
 
-def as_runner(runner: Runner | Callable[[Generate, StageContext], Mesh]) -> Runner:
+def as_runner(runner: Runner | Callable[[Generate, StageContext], Message]) -> Runner:
     return runner if hasattr(runner, "prepare") and hasattr(runner, "run") else FunctionRunner(runner)
 
 
@@ -180,9 +190,10 @@ class JobManager:
         try:
             ctx.check_cancelled()
             result = self._runner.run(job.job_input, ctx)
-            if not isinstance(result, Mesh) or result.kind != "final":
-                raise TypeError(f"the pipeline returned {type(result).__name__}, not a final Mesh")
-            emit(result)  # encodes, so an invalid mesh becomes a pipeline failure below
+            if not is_result(result):
+                raise TypeError(f"the pipeline returned {type(result).__name__}, not a final Mesh "
+                                "(generate) or an EnhancedImage (enhance)")
+            emit(result)  # encodes, so an invalid result becomes a pipeline failure below
             log.info("job %s finished in %.1f s", job.job_id, time.monotonic() - started)
             return
         except JobCancelled:

@@ -38,6 +38,7 @@ from protocol import (
     encode,
     is_terminal,
     peek_ids,
+    request_kind,
 )
 from protocol.limits import MAX_IMAGE_BYTES, MAX_OPTIONS, MAX_TEXT_CHARS
 from protocol.options import options_for, validate_options
@@ -46,7 +47,7 @@ from .. import __version__
 from .config import MAX_JOBS_PER_CLIENT, ServerConfig
 from .context import PipelineError
 from ..device import DeviceInfo, describe_device
-from .jobs import Job, JobManager, QueueFull, Runner, as_runner
+from .jobs import Job, JobManager, QueueFull, Runner, as_runner, served_kinds
 from .security import check_bind_policy, enable_curve_server
 
 log = logging.getLogger(__name__)
@@ -210,7 +211,7 @@ class Server:
         if isinstance(message, Hello):
             log.info("client %s says hello: %s", client.hex(), message.client)
             self._send_now(client, None, self._welcome())
-        elif isinstance(message, Generate):
+        elif request_kind(message) is not None:  # generate, enhance
             self._submit(client, state, envelope, message)
         elif isinstance(message, Cancel):
             self._cancel(client, state, envelope)
@@ -226,11 +227,17 @@ class Server:
                        gpu_name=self._device.gpu_name, gpu_memory_mb=self._device.gpu_memory_mb,
                        model_preset=self.config.model_preset, quality_presets=list(self.config.quality_presets),
                        heartbeat_interval_s=self.config.heartbeat_interval_s,
-                       request_kinds=[kind.value for kind in RequestKind],
-                       options=[spec.name for kind in RequestKind for spec in options_for(kind)])
+                       request_kinds=[kind.value for kind in self._kinds],
+                       options=list(dict.fromkeys(spec.name for kind in self._kinds for spec in options_for(kind))))
 
-    def _submit(self, client: bytes, state: ClientState, envelope: Envelope, request: Generate) -> None:
+    @property
+    def _kinds(self) -> tuple[RequestKind, ...]:
+        """The request kinds the runner serves, in the enum's order."""
+        return served_kinds(self._runner)
+
+    def _submit(self, client: bytes, state: ClientState, envelope: Envelope, request: Message) -> None:
         job_id = envelope.job_id
+        kind = request_kind(request)
 
         def refuse(code: str, message: str, hint: str, about_job: bool = True) -> None:
             # A refusal that carries the job id ends that job for the client; one about a job that
@@ -239,26 +246,29 @@ class Server:
                            Failed(code=code, message=message, hint=hint, in_reply_to=envelope.msg_id))
 
         if job_id is None:
-            return refuse("invalid_request", "generate needs a job_id in the header",
+            return refuse("invalid_request", f"{request.TYPE} needs a job_id in the header",
                           "Clients choose a unique job id per job (protocol.new_id()).")
         if job_id in state.jobs:
             return refuse("invalid_request", f"job {job_id} is already queued or running",
-                          "Use a new job id for every generate.", about_job=False)
+                          "Use a new job id for every request.", about_job=False)
         if len(state.jobs) >= MAX_JOBS_PER_CLIENT:
             return refuse("busy", f"this client already has {len(state.jobs)} unfinished jobs",
                           "Wait for some to finish, or cancel them, before submitting more.")
-        if request.quality not in self.config.quality_presets:
+        if kind not in self._kinds:
+            return refuse("invalid_request", f"this backend does not serve {kind.value} requests",
+                          f"It serves: {', '.join(k.value for k in self._kinds)} (see welcome.request_kinds).")
+        if isinstance(request, Generate) and request.quality not in self.config.quality_presets:
             return refuse("invalid_request", f"unknown quality preset {request.quality!r:.40}",
                           f"Choose one of: {', '.join(self.config.quality_presets)}.")
         # Every option is checked before `accepted`: a bad one ends the request here, naming the
         # option and what is allowed, and no job is created.
         try:
-            validate_options(RequestKind.GENERATE, request.options)
+            validate_options(kind, request.options)
             job_input = self._runner.prepare(request)
         except OptionError as exc:
             return refuse("invalid_request", str(exc)[:MAX_TEXT_CHARS], exc.hint[:MAX_TEXT_CHARS])
         except PipelineError as exc:
-            return refuse(exc.code if exc.code == "invalid_request" else "pipeline_error",
+            return refuse(exc.code if exc.code in ("invalid_request", "too_large") else "pipeline_error",
                           str(exc)[:MAX_TEXT_CHARS], exc.hint[:MAX_TEXT_CHARS])
         job = Job(client=client, job_id=job_id, job_input=job_input)
         try:

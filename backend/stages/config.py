@@ -11,6 +11,10 @@ from dataclasses import asdict, dataclass, field, replace
 
 from ..geometry.extract import MeshStageConfig
 from ..geometry.optimize import DensifyConfig, OptimConfig
+from ..geometry.progressive_fix import FixSchedule
+
+FIXER_MODELS = ("off", "difix", "difix-ref", "sd-turbo")
+"""The `fixer` option's values (protocol/options.py); `backend/stages/fixing.py` loads each."""
 
 
 @dataclass(frozen=True)
@@ -111,8 +115,33 @@ class TextureConfig:
     """MSE to the input image at the reference view."""
     clip_weight: float = 0.1
     """1 − cos(CLIP(render), CLIP(reference)) and, with a prompt, 1 − cos(CLIP(render), CLIP(text))."""
-    fixer: bool = False
-    """A final single-step SD-Turbo pass over the refined views (Difix3D+-style; non-commercial weights)."""
+
+
+@dataclass(frozen=True)
+class FixerConfig:
+    """Difix3D+: one single-step fixer used in three places."""
+
+    model: str = "off"
+    """off | difix | difix-ref | sd-turbo (the `fixer` request option)."""
+    progressive: bool = False
+    """Progressive fixing in stage 1 (the `progressive_fix` option); needs a model."""
+    schedule: FixSchedule = field(default_factory=FixSchedule)
+    texture_targets: bool = True
+    """Also clean stage 2's refinement targets."""
+    enhance_outputs: bool = True
+    """Also clean the final renders (turntable, contact sheet): Difix3D+'s post-render step."""
+
+    def __post_init__(self) -> None:
+        if self.model not in FIXER_MODELS:
+            raise ValueError(f"fixer must be one of {', '.join(FIXER_MODELS)}, got {self.model!r}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.model != "off"
+
+    @property
+    def progressive_on(self) -> bool:
+        return self.enabled and self.progressive
 
 
 @dataclass(frozen=True)
@@ -121,6 +150,7 @@ class GenerationConfig:
     geometry: GeometryConfig = field(default_factory=GeometryConfig)
     mesh: MeshStageConfig = field(default_factory=MeshStageConfig)
     texture: TextureConfig = field(default_factory=TextureConfig)
+    fixer: FixerConfig = field(default_factory=FixerConfig)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -142,5 +172,7 @@ HIGH = replace(
     mesh=replace(STANDARD.mesh, grid_resolution=192, target_faces=50_000,
                  bake=replace(STANDARD.mesh.bake, texture_size=2048)),
     texture=replace(STANDARD.texture, steps=100),
+    # Difix3D+ on the highest preset only until its cost on a GPU is measured for `standard`.
+    fixer=replace(STANDARD.fixer, model="difix-ref", progressive=True),
 )
 QUALITY_CONFIGS: dict[str, GenerationConfig] = {"draft": DRAFT, "standard": STANDARD, "high": HIGH}

@@ -5,6 +5,12 @@ Every step renders the reference camera, one random novel camera and one pseudo-
 single call (so gsplat's densification sees one set of screen-space gradients), at a resolution
 that grows with the step (128 → 256 → 512). The guidance is an interface: the pipeline passes
 Zero123, the oracle benchmark passes renders of a known object.
+
+With progressive fixing (Difix3D, `geometry/progressive_fix.py`; build it with
+`progressive_fix_for`), fix rounds run at the schedule's steps — renders at the largest render
+size from poses moving from the reference and pseudo-view poses toward uncovered poses, fixed by
+a single-step fixer — and a step also renders one fixed view (with the schedule's probability) in
+the same call, weighted like a pseudo view times `schedule.weight`.
 """
 
 from __future__ import annotations
@@ -21,6 +27,16 @@ from torch import Tensor
 from ..geometry import gaussians as gs
 from ..geometry.cameras import Cameras, OrbitPose, cameras_from_poses, random_orbit_poses, reference_camera
 from ..geometry.optimize import GaussianTrainer
+from ..geometry.progressive_fix import (
+    FixSchedule,
+    ProgressiveFix,
+    ViewFixer,
+    concat_poses,
+    pose_count,
+    pose_subset,
+    uncovered_poses,
+    view_angles,
+)
 from ..geometry.splat import render_splats
 from .config import GeometryConfig
 from .losses import pearson_depth_loss
@@ -67,15 +83,52 @@ def _resize(image: Tensor, size: int) -> Tensor:  # [..., H, W] → [..., size, 
     return flat.reshape(*shape[:-2], size, size)
 
 
+MIN_TARGET_GAP_DEG = 15.0
+"""Target poses closer than this to a training pose are dropped (an input elevation can cover one)."""
+
+
+def progressive_fix_for(reference: ReferenceTargets, pseudo: PseudoViews | None, config: GeometryConfig,
+                        fixer: ViewFixer, schedule: FixSchedule, *, target_poses: OrbitPose | None = None,
+                        seed: int = 0) -> ProgressiveFix:
+    """Progressive fixing for stage 1: training poses are the reference camera (azimuth 0, the
+    input's elevation) and the pseudo views' poses, with their images (on white, at the largest
+    render size) as the fixer's references; targets default to `progressive_fix.uncovered_poses`
+    at the camera radius, less any within MIN_TARGET_GAP_DEG of a training pose."""
+    size = config.render_sizes[-1]
+    radius = float(config.camera_radius)
+    poses = [OrbitPose(torch.tensor([float(config.reference_elevation_deg)]), torch.zeros(1), torch.tensor([radius]))]
+    images = [_resize(reference.image.float(), size)[None]]
+    if pseudo is not None:
+        poses.append(pseudo.poses)
+        images.append(_resize(pseudo.images.float(), size))
+    training = concat_poses(poses)
+    targets = uncovered_poses(radius) if target_poses is None else target_poses
+    far = (view_angles(targets, training).min(dim=1).values >= MIN_TARGET_GAP_DEG).nonzero().flatten()
+    if len(far) == 0:
+        raise ValueError("every target pose is already covered by a training pose")
+    if len(far) < pose_count(targets):
+        targets = pose_subset(targets, far)
+    return ProgressiveFix(schedule, fixer, training, targets, references=torch.cat([i.cpu() for i in images]),
+                          fovy_deg=config.fovy_deg, seed=seed)
+
+
 def optimise_gaussians(reference: ReferenceTargets, guidance: Guidance | None, pseudo: PseudoViews | None,
                        config: GeometryConfig, *, seed: int = 0, device: torch.device | str = "cpu",
                        splat_backend: str = "auto",
-                       on_step: Callable[[int, int, gs.Gaussians, dict[str, float]], None] | None = None
+                       on_step: Callable[[int, int, gs.Gaussians, dict[str, float]], None] | None = None,
+                       progressive: ProgressiveFix | None = None,
+                       on_fix: Callable[[int, int, gs.Gaussians, str], None] | None = None
                        ) -> GeometryResult:
     """Optimise Gaussians from scratch; `on_step(step, total, gaussians, losses)` runs after each
-    step (progress, previews, cancellation: raise from it to stop)."""
+    step (progress, previews, cancellation: raise from it to stop).
+
+    With `progressive` (see `progressive_fix_for`), fix rounds run before the schedule's steps;
+    `on_fix(step, total, gaussians, message)` runs before every view of a round and once after it
+    (progress, previews, cancellation: raise from it to stop a round between two views)."""
     device = torch.device(device)
     generator = torch.Generator().manual_seed(seed)
+    # Fixed views draw from their own generator, so the rest of a run draws what it would without.
+    fix_generator = torch.Generator().manual_seed(seed + 1)
     gaussians = gs.random_in_sphere(config.initial_gaussians, config.initial_radius, generator=generator).to(device)
     # The scene scale DreamGaussian uses for its learning rates and densification thresholds.
     trainer = GaussianTrainer(gaussians, config.optim, config.steps, scene_scale=1.0)
@@ -84,7 +137,11 @@ def optimise_gaussians(reference: ReferenceTargets, guidance: Guidance | None, p
     use_pseudo = pseudo is not None and config.multiview_weight > 0
     history: dict[str, list[float]] = {}
 
+    fixed_weight = config.multiview_weight if config.multiview_weight > 0 else config.rgb_weight
+
     for step in range(config.steps):
+        if progressive is not None and progressive.due(step, config.steps):
+            _fix_round(progressive, gaussians, step, config, splat_backend, on_fix)
         ratio = (step + 1) / config.steps
         size = render_size(config, ratio)
         ref_camera = reference_camera(config.reference_elevation_deg, config.camera_radius, fovy_deg=config.fovy_deg,
@@ -98,6 +155,9 @@ def optimise_gaussians(reference: ReferenceTargets, guidance: Guidance | None, p
             pose = OrbitPose(pseudo.poses.elevation_deg[view:view + 1], pseudo.poses.azimuth_deg[view:view + 1],
                              pseudo.poses.radius[view:view + 1])
             cameras.append(cameras_from_poses(pose, fovy_deg=pseudo.fovy_deg, width=size, height=size))
+        fixed = progressive.sample(fix_generator) if progressive is not None else None
+        if fixed is not None:
+            cameras.append(progressive.camera(fixed, size))
         render = render_splats(gaussians, Cameras.cat(cameras), backgrounds=white, backend=splat_backend)
         rgb = render.rgb.permute(0, 3, 1, 2)  # [C, 3, S, S]
         alpha, depth = render.alpha[..., 0], render.depth[..., 0]  # [C, S, S]
@@ -119,6 +179,8 @@ def optimise_gaussians(reference: ReferenceTargets, guidance: Guidance | None, p
                 mask = (_resize(pseudo.masks[view], size).to(device) > 0.5) & (alpha[2] > 0.5)
                 terms["depth"] = terms.get("depth", 0.0) + config.depth_weight * pearson_depth_loss(
                     depth[2], _resize(pseudo.depth[view], size).to(device), mask)
+        if fixed is not None:
+            terms["fixed view"] = fixed_weight * progressive.loss(rgb[-1], fixed, "mse")
         loss = sum(terms.values())
         trainer.before_backward(step, render)
         loss.backward()
@@ -129,6 +191,28 @@ def optimise_gaussians(reference: ReferenceTargets, guidance: Guidance | None, p
         if on_step is not None:
             on_step(step + 1, config.steps, gaussians, values)
     return GeometryResult(gaussians, history)
+
+
+def _fix_round(progressive: ProgressiveFix, gaussians: gs.Gaussians, step: int, config: GeometryConfig,
+               splat_backend: str, on_fix: Callable[[int, int, gs.Gaussians, str], None] | None) -> None:
+    """One fix round at the largest render size, reporting before every view and at the end."""
+    views = min(progressive.schedule.views, progressive.targets)
+    rounds = len(progressive.round_steps(config.steps))
+    label = f"fixing novel views, round {progressive.rounds_done + 1}/{rounds}"
+    done = [0]
+
+    def check() -> None:
+        if on_fix is not None:
+            on_fix(step, config.steps, gaussians, f"{label}: view {done[0] + 1}/{views}")
+
+    def on_view(count: int, total: int) -> None:
+        done[0] = count
+
+    size = config.render_sizes[-1]
+    report = progressive.run_round(gaussians, width=size, step=step, check=check, on_view=on_view,
+                                   backend=splat_backend)
+    if on_fix is not None:
+        on_fix(step, config.steps, gaussians, f"{label}: {len(report.views)} views fixed in {report.seconds:.1f} s")
 
 
 def preview_arrays(gaussians: gs.Gaussians, max_splats: int) -> dict[str, np.ndarray]:

@@ -62,6 +62,7 @@ class DiffusionTextureGuidance:
                  clip=None, on_denoise_step: StepCallback | None = None):
         self.zero123, self.reference, self.config = zero123, reference, config
         self.prompt, self.refiner, self.fixer, self.clip = prompt.strip(), refiner, fixer, clip
+        self.reference_image = reference_image  # [1, 3, S, S]: the input view, Difix-ref's reference
         self.on_denoise_step = on_denoise_step
         self._reference_pose = OrbitPose(torch.tensor([geometry.reference_elevation_deg]), torch.zeros(1),
                                          torch.tensor([geometry.camera_radius]))
@@ -89,8 +90,14 @@ class DiffusionTextureGuidance:
                                            on_step=self.on_denoise_step)
             refined = (1 - weight) * refined + weight * prompted.to(refined)
         if self.fixer is not None:
-            refined = self.fixer.fix(refined, self.prompt, generator=generator).to(refined)
+            refined = self.fixer.fix(refined, self._fixer_reference(len(refined)), generator=generator).to(refined)
         return refined
+
+    def _fixer_reference(self, count: int) -> Tensor | None:
+        """The input view as every target's reference (it is the one real image of the object)."""
+        if not getattr(self.fixer, "uses_reference", False):
+            return None
+        return self.reference_image.expand(count, -1, -1, -1)
 
     def semantic_loss(self, renders: Tensor) -> Tensor | None:
         if self.clip is None:

@@ -86,3 +86,35 @@ def test_a_tiny_generation_writes_the_four_outputs(tmp_path, capsys):
     assert len(mesh.faces) == report["faces"] and mesh.visual.uv is not None
     sheet = Image.open(out / "turntable.png")
     assert sheet.size == (4 * 256, 2 * 256 + 24)  # eight views plus the tiny-preset label
+
+
+def test_with_a_fixer_the_turntable_is_enhanced_and_the_raw_one_kept(tmp_path, capsys, monkeypatch):
+    """Difix3D+'s post-render step: the final renders go through the fixer (here tiny Difix-ref,
+    given the input view as reference); the un-enhanced sheet is kept beside it."""
+    from backend.models.difix import DifixFixer
+
+    calls = []
+    fix = DifixFixer.fix
+
+    def counting(self, images, references=None, **kwargs):
+        calls.append((tuple(images.shape), None if references is None else tuple(references.shape)))
+        return fix(self, images, references, **kwargs)
+
+    monkeypatch.setattr(DifixFixer, "fix", counting)
+    rgba = np.zeros((96, 96, 4), np.uint8)
+    rgba[24:72, 20:76] = (40, 90, 200, 255)
+    image = tmp_path / "box.png"
+    image.write_bytes(_png(Image.fromarray(rgba)))
+    out = tmp_path / "result"
+    code = main(["generate", str(image), "--prompt", "a blue box", "--preset", "draft", "--models", "tiny",
+                 "--option", "geometry_steps=4", "--option", "texture_steps=1", "--option", "fixer=difix-ref",
+                 "--option", "progressive_fix=false", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["model.glb", "report.json", "splats.ply", "turntable.png",
+                                                     "turntable_raw.png"]
+    # One call on the texture stage's target, one on the eight turntable views; both with references.
+    assert (8, 3, 256, 256) in [shape for shape, _ in calls]
+    assert all(refs is not None and refs[0] == shape[0] for shape, refs in calls) and len(calls) == 2
+    enhanced, raw = (np.asarray(Image.open(out / name)) for name in ("turntable.png", "turntable_raw.png"))
+    assert enhanced.shape == raw.shape and np.abs(enhanced.astype(int) - raw.astype(int)).mean() > 1
+    assert json.loads((out / "report.json").read_text())["config"]["fixer"]["model"] == "difix-ref"

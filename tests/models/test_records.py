@@ -11,6 +11,7 @@ from backend.models.captioner import Captioner
 from backend.models.catalogue import FullOnly, ModelRecord, TinyBuilder
 from backend.models.clip import Clip
 from backend.models.depth import DepthEstimator
+from backend.models.difix import DifixFixer
 from backend.models.hub import ModelUnavailableError
 from backend.models.multiview import Zero123PlusPlus
 from backend.models.refiners import PromptRefiner, TurboFixer
@@ -20,7 +21,8 @@ from backend.models.zero123 import Zero123
 ROOT = Path(__file__).resolve().parents[2]
 WRAPPERS = {records.NOVEL_VIEW: Zero123, records.NOVEL_VIEW_STABLE: Zero123, records.MULTIVIEW: Zero123PlusPlus,
             records.DEPTH: DepthEstimator, records.CLIP: Clip, records.SEGMENTER: TextSegmenter,
-            records.REFINER: PromptRefiner, records.FIXER: TurboFixer, records.CAPTIONER: Captioner}
+            records.REFINER: PromptRefiner, records.DIFIX: DifixFixer, records.DIFIX_REF: DifixFixer,
+            records.SD_TURBO: TurboFixer, records.CAPTIONER: Captioner}
 
 
 def test_every_record_is_registered_once_and_covers_the_catalogue():

@@ -12,7 +12,7 @@ def refiner(tiny_registry):
 
 @pytest.fixture(scope="module")
 def fixer(tiny_registry):
-    return tiny_registry.get(records.FIXER)
+    return tiny_registry.get(records.SD_TURBO)
 
 
 def test_prompt_refiner_shapes_range_and_determinism(refiner):
@@ -39,7 +39,7 @@ def test_prompt_refiner_reports_every_step_and_can_be_stopped(refiner):
         refiner.refine(torch.rand(1, 3, 32, 32), "a cat", strength=0.5, steps=8, on_step=stop)
 
 
-def test_fixer_is_one_step_at_difix_noise_level(fixer):
+def test_sd_turbo_fixer_is_one_step_at_difix_noise_level(fixer):
     seen = []
     forward = fixer.pipe.unet.forward
 

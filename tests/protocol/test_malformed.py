@@ -8,20 +8,27 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol import Generate, Mesh, Preview, ProtocolError, decode, encode
-from protocol.limits import MAX_FRAMES, MAX_IMAGE_BYTES, MAX_PREVIEW_SPLATS, MAX_PROMPT_CHARS
+from protocol import PROTOCOL_VERSION, Enhance, EnhancedImage, Generate, Mesh, Preview, ProtocolError, decode, encode
+from protocol.limits import MAX_FRAMES, MAX_IMAGE_BYTES, MAX_IMAGE_SIDE, MAX_PREVIEW_SPLATS, MAX_PROMPT_CHARS
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
 
 
 def header(**overrides):
-    h = {"v": [2, 0], "type": "cancel", "msg_id": "m1", "job_id": "j1"}
+    h = {"v": list(PROTOCOL_VERSION), "type": "cancel", "msg_id": "m1", "job_id": "j1"}
     h.update(overrides)
     return msgpack.packb({k: v for k, v in h.items() if v is not Ellipsis})
 
 
 def generate_frames(**body_overrides):
     frames = encode(Generate(image=PNG, prompt="a chair", quality="draft", seed=3), job_id="j1")
+    body = msgpack.unpackb(frames[1])
+    body.update(body_overrides)
+    return [frames[0], msgpack.packb(body), *frames[2:]]
+
+
+def enhance_frames(**body_overrides):
+    frames = encode(Enhance(image=PNG, reference=PNG, options={"fixer": "difix-ref"}), job_id="j1")
     body = msgpack.unpackb(frames[1])
     body.update(body_overrides)
     return [frames[0], msgpack.packb(body), *frames[2:]]
@@ -51,10 +58,13 @@ CASES = {
     "header not msgpack": ([b"\xc1", msgpack.packb({})], "bad_message", "not valid msgpack"),
     "header trailing bytes": ([header() + b"\x00", msgpack.packb({})], "bad_message", "not valid msgpack"),
     "header not a map": ([msgpack.packb([1, 2]), msgpack.packb({})], "bad_message", "must be a map"),
-    "header huge": ([msgpack.packb({"v": [2, 0], "x": "a" * 600}), msgpack.packb({})], "too_large", "limit"),
+    "header huge": ([msgpack.packb({"v": list(PROTOCOL_VERSION), "x": "a" * 600}), msgpack.packb({})], "too_large",
+                    "limit"),
     "header missing key": ([header(job_id=...), msgpack.packb({})], "bad_message", "must have the keys"),
-    "newer major": ([header(v=[3, 1]), msgpack.packb({})], "unsupported_version", "protocol 3.1 and this side speaks 2.0"),
-    "release 1 peer": ([header(v=1), msgpack.packb({})], "unsupported_version", "protocol 1.0 and this side speaks 2.0"),
+    "newer major": ([header(v=[3, 1]), msgpack.packb({})], "unsupported_version",
+                    f"protocol 3.1 and this side speaks {PROTOCOL_VERSION}"),
+    "release 1 peer": ([header(v=1), msgpack.packb({})], "unsupported_version",
+                       f"protocol 1.0 and this side speaks {PROTOCOL_VERSION}"),
     "version not a pair": ([header(v="2.0"), msgpack.packb({})], "bad_message", "'v' must be [major, minor]"),
     "version negative": ([header(v=[2, -1]), msgpack.packb({})], "bad_message", "'v' must be [major, minor]"),
     "unknown type": ([header(type="explode"), msgpack.packb({})], "bad_message", "unknown message type"),
@@ -87,6 +97,27 @@ CASES = {
     "extra frame": (generate_frames() + [b"extra"], "bad_message", "not described"),
     "not an image": (encode(Generate(image=PNG, prompt="", quality="d", seed=0))[:2] + [b"GIF89a".ljust(len(PNG))],
                      "bad_message", "not a PNG, JPEG or WebP"),
+    "enhance image missing": (with_body(enhance_frames(), image=...), "bad_message", "missing field(s) ['image']"),
+    "enhance image empty": (with_body(encode(Enhance(image=PNG))[:2] + [b""], image={"frame": 0, "nbytes": 0}),
+                            "bad_message", "enhance: the image is empty"),
+    "enhance reference not an image": (encode(Enhance(image=PNG, reference=PNG))[:3] + [b"GIF89a".ljust(len(PNG))],
+                                       "bad_message", "the reference image is not a PNG, JPEG or WebP"),
+    "enhance reference huge declared": (enhance_frames(reference={"frame": 1, "nbytes": MAX_IMAGE_BYTES + 1}),
+                                        "too_large", "MiB"),
+    "enhance seed out of range": (enhance_frames(seed=2**32), "bad_message", "outside"),
+    "enhance options not a map": (enhance_frames(options="difix"), "bad_message", "must be a map"),
+    "enhanced image wrong rank": (with_body(encode(EnhancedImage(image=np.zeros((4, 4, 3), np.uint8))),
+                                            image={"frame": 0, "dtype": "|u1", "shape": [48]}),
+                                  "bad_message", "3 dimensions"),
+    "enhanced image 2 channels": (with_body(encode(EnhancedImage(image=np.zeros((4, 4, 3), np.uint8))),
+                                            image={"frame": 0, "dtype": "|u1", "shape": [4, 6, 2]}),
+                                  "bad_message", "axis 2 must be one of (3, 4)"),
+    "enhanced image float": (with_body(encode(EnhancedImage(image=np.zeros((4, 4, 3), np.uint8))),
+                                       image={"frame": 0, "dtype": "<f4", "shape": [2, 2, 3]}),
+                             "bad_message", "dtype '<f4'"),
+    "enhanced image huge declared": (with_body(encode(EnhancedImage(image=np.zeros((4, 4, 3), np.uint8))),
+                                               image={"frame": 0, "dtype": "|u1", "shape": [MAX_IMAGE_SIDE + 1, 1, 3]}),
+                                     "too_large", "over the limit"),
     "array dtype not allowed": (with_body(preview_frames(), positions={"frame": 0, "dtype": "<f8", "shape": [4, 3]}),
                                 "bad_message", "dtype '<f8'"),
     "array shape lie": (with_body(preview_frames(), positions={"frame": 0, "dtype": "<f4", "shape": [5, 3]}),
@@ -133,6 +164,16 @@ def test_mesh_texture_without_uvs_is_refused_on_encode():
 def test_encode_refuses_wrong_dtype_with_the_allowed_list():
     with pytest.raises(ProtocolError, match=r"dtype <f8; allowed: \['<f4'\]"):
         encode(Mesh(kind="final", vertices=np.zeros((3, 3)), faces=np.zeros((0, 3), np.uint32)))
+
+
+def test_an_enhance_is_checked_before_sending_like_a_generate():
+    with pytest.raises(ProtocolError, match="enhance: the image is not a PNG, JPEG or WebP file"):
+        encode(Enhance(image=b"GIF89a" + bytes(16)))
+    with pytest.raises(ProtocolError, match="enhance: the reference image is empty"):
+        encode(Enhance(image=PNG, reference=b""))
+    with pytest.raises(ProtocolError, match="MiB") as info:
+        encode(Enhance(image=PNG, reference=PNG + bytes(MAX_IMAGE_BYTES)))
+    assert info.value.code == "too_large"
 
 
 def test_an_image_that_is_not_bytes_is_a_protocol_error():

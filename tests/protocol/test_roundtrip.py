@@ -8,7 +8,24 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from protocol import MESSAGE_TYPES, Envelope, Generate, Message, decode, encode, new_id
+from protocol import (
+    MESSAGE_TYPES,
+    REQUEST_TYPES,
+    Enhance,
+    EnhancedImage,
+    Envelope,
+    Generate,
+    Message,
+    RequestKind,
+    Stage,
+    decode,
+    encode,
+    is_result,
+    is_terminal,
+    new_id,
+    request_kind,
+)
+from protocol.kinds import progress_spans, stage_of
 from protocol.messages import FAILURE_CODES, MESH_KINDS
 from protocol.schema import WIRE_DTYPES, schema_of
 
@@ -17,12 +34,15 @@ JSON_SCALARS = st.none() | st.booleans() | st.integers(-(2**31), 2**31) | st.flo
     allow_infinity=False) | st.text(max_size=20)
 JSON = st.dictionaries(st.text(max_size=10), JSON_SCALARS | st.lists(JSON_SCALARS, max_size=3), max_size=6)
 
+IMAGE_FILES = st.sampled_from([PNG_MAGIC, b"\xff\xd8\xff\xe0", b"RIFF\0\0\0\0WEBPVP8 "]).flatmap(
+    lambda magic: st.binary(max_size=256).map(lambda tail: magic + tail))
 # Values a field must take for the message's cross-field rules to hold.
 SPECIAL = {
     ("mesh", "kind"): st.sampled_from(MESH_KINDS),
     ("failed", "code"): st.sampled_from(FAILURE_CODES),
-    ("generate", "image"): st.sampled_from([PNG_MAGIC, b"\xff\xd8\xff\xe0", b"RIFF\0\0\0\0WEBPVP8 "]).flatmap(
-        lambda magic: st.binary(max_size=256).map(lambda tail: magic + tail)),
+    ("generate", "image"): IMAGE_FILES,
+    ("enhance", "image"): IMAGE_FILES,
+    ("enhance", "reference"): st.none() | IMAGE_FILES,
 }
 
 
@@ -158,4 +178,37 @@ def test_message_ids_are_unique():
     ids = {new_id() for _ in range(10_000)}
     assert len(ids) == 10_000
     env = decode(encode(Generate(image=PNG_MAGIC, prompt="", quality="draft", seed=0), job_id="j"))
-    assert env.msg_id and env.version == (2, 0) and str(env.version) == "2.0"
+    assert env.msg_id and env.version == (2, 1) and str(env.version) == "2.1"
+
+
+def test_an_enhance_and_its_result_round_trip_with_both_images_as_frames():
+    reference = b"\xff\xd8\xff\xe0" + bytes(100)
+    frames = encode(Enhance(image=PNG_MAGIC + bytes(50), reference=reference, seed=9, options={"fixer": "difix-ref"}),
+                    job_id="job-7")
+    assert len(frames) == 4  # header, body, image, reference
+    envelope = decode([bytes(f) for f in frames])
+    message = envelope.message
+    assert isinstance(message, Enhance) and envelope.job_id == "job-7" and request_kind(message) == RequestKind.ENHANCE
+    assert message.image == PNG_MAGIC + bytes(50) and message.reference == reference and message.seed == 9
+    assert message.options == {"fixer": "difix-ref"} and not is_terminal(message)
+    # No reference: no frame for it, and the defaults fill in what a sender leaves out.
+    frames = encode(Enhance(image=PNG_MAGIC), job_id="job-8")
+    assert len(frames) == 3
+    assert decode(frames).message == Enhance(image=PNG_MAGIC, reference=None, seed=0, options={})
+
+    pixels = np.random.default_rng(0).integers(0, 256, (37, 21, 4), dtype=np.uint8)
+    result = EnhancedImage(image=pixels, fixer="difix", used_reference=False, seed=9, models="tiny", tiny=True)
+    decoded = decode([bytes(f) for f in encode(result, job_id="job-7")]).message
+    assert isinstance(decoded, EnhancedImage) and decoded.image.shape == (37, 21, 4)
+    np.testing.assert_array_equal(decoded.image, pixels)
+    assert (decoded.fixer, decoded.used_reference, decoded.seed, decoded.models, decoded.tiny) == \
+        ("difix", False, 9, "tiny", True)
+    assert is_terminal(decoded) and is_result(decoded) and request_kind(decoded) is None
+    rgb = decode(encode(EnhancedImage(image=pixels[..., :3]))).message
+    assert rgb.image.shape == (37, 21, 3) and rgb.fixer == "" and rgb.tiny is False
+
+
+def test_each_request_kind_has_its_message_and_stage_spans():
+    assert REQUEST_TYPES == {RequestKind.GENERATE: Generate, RequestKind.ENHANCE: Enhance}
+    assert progress_spans(RequestKind.ENHANCE) == {Stage.ENHANCE: (0.0, 1.0)}
+    assert Stage.ENHANCE.label == "Enhance" and stage_of("enhance") is Stage.ENHANCE

@@ -121,9 +121,10 @@ def test_failure_codes_a_newer_backend_adds_are_received_but_never_sent():
         encode(wire.Failed(code="quota_exceeded", message="m"))
 
 
-def test_every_field_added_to_a_message_has_a_default_or_was_there_in_2_0():
-    # The 2.0 required fields; anything later must come with a default (see protocol/messages.py).
-    required_in_2_0 = {
+def test_every_field_added_to_a_message_has_a_default_or_was_there_when_it_was_introduced():
+    # The required fields of each message type when it was introduced (2.0, or 2.1 for `enhance` and
+    # `enhanced_image`); anything later must come with a default (see protocol/messages.py).
+    required_at_introduction = {
         "hello": {"client"}, "welcome": {"protocol", "backend_version", "device", "gpu_name", "gpu_memory_mb",
                                          "model_preset", "quality_presets", "heartbeat_interval_s"},
         "generate": {"image", "prompt", "quality", "seed"}, "accepted": {"queue_position"},
@@ -131,12 +132,33 @@ def test_every_field_added_to_a_message_has_a_default_or_was_there_in_2_0():
                                                               "rotations"},
         "mesh": {"kind", "vertices", "faces"}, "failed": {"code", "message"}, "cancel": set(), "cancelled": set(),
         "heartbeat": set(),
+        # 2.1
+        "enhance": {"image"}, "enhanced_image": {"image"},
     }
     from protocol.schema import schema_of
 
+    assert set(wire.MESSAGE_TYPES) == set(required_at_introduction)
     for name, cls in wire.MESSAGE_TYPES.items():
         required = {f.name for f in schema_of(cls) if not f.has_default}
-        assert required <= required_in_2_0[name], f"{name}: new required fields {required - required_in_2_0[name]}"
+        new = required - required_at_introduction[name]
+        assert not new, f"{name}: new required fields {new}"
+
+
+def test_a_2_0_backend_answers_an_enhance_with_a_reason_and_its_welcome_does_not_list_it():
+    """A 2.0 peer does not know the `enhance` type: decoding it there is a bad_message naming the
+    type (the add-on never sends one to a backend whose welcome lacks "enhance")."""
+    frames = encode(wire.Enhance(image=b"\x89PNG\r\n\x1a\n"), job_id="j")
+    old_types = {name: cls for name, cls in wire.MESSAGE_TYPES.items() if name not in ("enhance", "enhanced_image")}
+    import unittest.mock
+
+    with unittest.mock.patch.dict(wire.MESSAGE_TYPES, old_types, clear=True):
+        with pytest.raises(ProtocolError, match="unknown message type 'enhance'") as info:
+            decode(frames)
+    assert info.value.code == "bad_message"
+    old_welcome = Welcome(protocol="2.0", backend_version="0.1", device="cpu", gpu_name=None, gpu_memory_mb=None,
+                          model_preset="tiny", quality_presets=["draft"], heartbeat_interval_s=1.0,
+                          request_kinds=["generate"])
+    assert "enhance" not in decode(encode(old_welcome)).message.request_kinds
 
 
 @dataclass(frozen=True, kw_only=True)
