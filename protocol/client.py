@@ -30,7 +30,7 @@ import zmq
 from .codec import Envelope, decode, encode, new_id
 from .errors import ProtocolError
 from .limits import DEFAULT_ADDRESS
-from .messages import Cancel, Enhance, Generate, Heartbeat, Hello, Message, Welcome, is_terminal
+from .messages import Cancel, Enhance, Generate, Heartbeat, Hello, Message, Texture, Welcome, is_terminal
 
 
 @dataclass(frozen=True)
@@ -182,6 +182,15 @@ class Client:
         """Send an `enhance` (protocol 2.1: check that `welcome.request_kinds` lists it); returns the
         job id. Raises ProtocolError for a request the backend would reject on sight."""
         return self._start(Enhance(image=image, reference=reference, seed=seed, options=options or {}))
+
+    def texture(self, vertices, faces, prompt: str, *, uvs=None, normals=None, image: bytes | None = None,
+                seed: int = 0, options: dict[str, Any] | None = None) -> str:
+        """Send a `texture` (protocol 2.2: check that `welcome.request_kinds` lists it): paint the mesh
+        vertices [V, 3] f32, faces [F, 3] (per-corner `uvs` [F, 3, 2] and vertex `normals` optional)
+        from `prompt` and an optional reference `image` file; returns the job id. Raises
+        ProtocolError for a request the backend would reject on sight."""
+        return self._start(Texture(vertices=vertices, faces=faces, uvs=uvs, normals=normals, prompt=prompt,
+                                   image=image, seed=seed, options=options or {}))
 
     def _start(self, request: Message) -> str:
         job_id = new_id()

@@ -12,12 +12,13 @@ from enum import StrEnum
 
 
 class RequestKind(StrEnum):
-    """What a job makes: `generate` (image + prompt → textured mesh) and `enhance` (since protocol
-    2.1: the single-step fixer on one rendered image). `texture` (paint the artist's mesh) and
-    `scene` (text to a scene along a camera path) come next."""
+    """What a job makes: `generate` (image + prompt → textured mesh), `enhance` (since protocol
+    2.1: the single-step fixer on one rendered image) and `texture` (since 2.2: a UV texture
+    painted onto the artist's mesh). `scene` (text to a scene along a camera path) comes next."""
 
     GENERATE = "generate"
     ENHANCE = "enhance"
+    TEXTURE = "texture"
 
 
 class Stage(StrEnum):
@@ -27,10 +28,12 @@ class Stage(StrEnum):
     MESH = "mesh"
     TEXTURE = "texture"
     ENHANCE = "enhance"
+    UV = "uv"
+    PAINT = "paint"
 
     @property
     def label(self) -> str:
-        return self.value.capitalize()
+        return "UVs" if self is Stage.UV else self.value.capitalize()
 
 
 # Each kind's stages in the order it runs them, with the share of the job's wall time each takes
@@ -40,6 +43,9 @@ STAGE_SHARES: dict[RequestKind, tuple[tuple[Stage, float], ...]] = {
                            (Stage.MESH, 0.05), (Stage.TEXTURE, 0.20)),
     # One stage: decode, load the fixer (first time only), fix, encode; its steps say which.
     RequestKind.ENHANCE: ((Stage.ENHANCE, 1.0),),
+    # Check and unwrap the mesh (or keep its UVs) and find each texel's surface point; paint view
+    # after view (the diffusion model's share); fill what no view saw, dilate the gutters.
+    RequestKind.TEXTURE: ((Stage.UV, 0.1), (Stage.PAINT, 0.8), (Stage.TEXTURE, 0.1)),
 }
 
 

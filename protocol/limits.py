@@ -22,7 +22,9 @@ class ProtocolVersion(NamedTuple):
 # typed mesh metadata, request options checked against protocol/options.py before `accepted`.
 # 2.1: the `enhance` request kind (`enhance` → `enhanced_image`) and its stage; the `fixer` option a
 # choice of fixer (an older add-on's true/false still means what it meant) and `progressive_fix`.
-PROTOCOL_VERSION = ProtocolVersion(2, 1)
+# 2.2: the `texture` request kind (`texture` → `texture_preview`s → `painted_texture`), its stages and
+# options (`views`, `paint_steps`, `refine_steps`; `texture_size` serves it too).
+PROTOCOL_VERSION = ProtocolVersion(2, 2)
 
 DEFAULT_PORT = 5571
 DEFAULT_HOST = "127.0.0.1"
@@ -55,3 +57,7 @@ MAX_PREVIEW_SPLATS = 500_000
 MAX_MESH_VERTICES = 8_000_000
 MAX_MESH_FACES = 8_000_000
 MAX_TEXTURE_SIDE = 8192
+# A `texture` request's mesh: the views are rasterised and the texels back-projected per face, so
+# a mesh far beyond a few hundred thousand faces is slow; two million is the hard limit.
+MAX_TEXTURE_REQUEST_FACES = 2_000_000
+MAX_TEXTURE_REQUEST_VERTICES = 4_000_000

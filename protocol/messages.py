@@ -14,16 +14,21 @@ Conversation (all messages of a job carry its `job_id` in the header; the client
                           ◄──       accepted | failed(invalid_request, too_large, ...)
                           ◄──       progress ...
                           ◄──       enhanced_image | failed | cancelled
+    texture (job_id)      ──►                                (protocol 2.2)
+                          ◄──       accepted | failed(invalid_request, too_large, ...)
+                          ◄──       progress / texture_preview ...
+                          ◄──       painted_texture | failed | cancelled
     cancel (job_id)       ──►                                (any time)
     heartbeat             ◄─►                                (both ways, every second)
 
 A job ends with exactly one terminal message (`is_terminal`): its result (`is_result`: the final
-mesh of a `generate`, the `enhanced_image` of an `enhance`), `failed` or `cancelled`. A client asks
+mesh of a `generate`, the `enhanced_image` of an `enhance`, the `painted_texture` of a
+`texture`), `failed` or `cancelled`. A client asks
 for a request kind only when the backend's `welcome.request_kinds` lists it (a 2.0 backend answers
 an `enhance` with `failed: bad_message`, unknown message type).
 
-Every field added to a message after it was introduced (2.0, or 2.1 for `enhance` and
-`enhanced_image`) must have a default (see `schema`): a peer of an older minor version leaves it
+Every field added to a message after it was introduced (2.0; 2.1 for `enhance` and
+`enhanced_image`; 2.2 for `texture`, `texture_preview` and `painted_texture`) must have a default (see `schema`): a peer of an older minor version leaves it
 out, one of a newer minor version sends fields this side ignores.
 """
 
@@ -45,6 +50,8 @@ from .limits import (
     MAX_PREVIEW_SPLATS,
     MAX_PROMPT_CHARS,
     MAX_TEXTURE_SIDE,
+    MAX_TEXTURE_REQUEST_FACES,
+    MAX_TEXTURE_REQUEST_VERTICES,
 )
 from .schema import F16, F32, I8, I32, U8, U32, Json, Record, array, blob, integer, text
 
@@ -177,6 +184,58 @@ class EnhancedImage(Message):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Texture(Message):
+    """Start a `texture` job (protocol 2.2): paint a UV texture onto the artist's own mesh from a
+    prompt and an optional reference image. The mesh is triangles in the object's own space
+    (Blender's Z up): `vertices` [V, 3], `faces` [F, 3]; `uvs` are per face corner [F, 3, 2] (origin
+    bottom-left, as Blender's loops hold them), kept exactly when they are present, inside 0..1 and
+    do not overlap (otherwise the backend unwraps the mesh and says so); `normals` per vertex are
+    optional. Options: `texture_size`, `views`, `paint_steps` (protocol/options.py). The result is a
+    `painted_texture`; `texture_preview`s show it filling in."""
+
+    TYPE: ClassVar[str] = "texture"
+    DIM_LIMITS: ClassVar[dict[str, int]] = {"V": MAX_TEXTURE_REQUEST_VERTICES, "F": MAX_TEXTURE_REQUEST_FACES}
+    vertices: np.ndarray = array(("V", 3), {F32})
+    faces: np.ndarray = array(("F", 3), {U32, I32})
+    uvs: np.ndarray | None = array(("F", 3, 2), {F32}, default=None)
+    normals: np.ndarray | None = array(("V", 3), {F32, F16}, default=None)
+    prompt: str = text(MAX_PROMPT_CHARS)
+    image: bytes | None = blob(MAX_IMAGE_BYTES, default=None)
+    """An optional reference image (PNG, JPEG or WebP) that steers the appearance."""
+    seed: int = integer(0, 2**32 - 1, default=0)
+    options: Json = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.image is not None:
+            _check_image_file(self.TYPE, "image", self.image)
+        _check_face_indices(self.TYPE, self.faces, len(self.vertices))
+
+
+def _check_face_indices(where: str, faces: np.ndarray, n_vertices: int) -> None:
+    if len(faces):
+        lo, hi = int(faces.min()), int(faces.max())
+        if lo < 0 or hi >= n_vertices:
+            raise ProtocolError(f"{where}: face indices span [{lo}, {hi}] but there are {n_vertices} vertices")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TexturePreview(Message):
+    """A `texture` job's texture so far (downsampled), after each painted view. When the backend
+    unwrapped the mesh, the first preview carries the new per-corner `uvs` the texture is laid out
+    on (the same as the result's), so the preview shows on the right UVs from the start."""
+
+    TYPE: ClassVar[str] = "texture_preview"
+    DIM_LIMITS: ClassVar[dict[str, int]] = {"H": 1024, "W": 1024, "F": MAX_TEXTURE_REQUEST_FACES}
+    step: int = integer(0)
+    """Views painted so far."""
+    total: int = integer(0)
+    texture: np.ndarray = array(("H", "W", 3), {U8})
+    coverage: float = 0.0
+    """Share of the texels inside UV charts painted so far (0..1)."""
+    uvs: np.ndarray | None = array(("F", 3, 2), {F32}, default=None)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Accepted(Message):
     """The job is queued; `queue_position` jobs are ahead of it (0: it starts now)."""
 
@@ -260,11 +319,25 @@ class Mesh(Message):
             raise ProtocolError(f"mesh: kind must be one of {MESH_KINDS}, got {self.kind!r}")
         if self.texture is not None and self.uvs is None:
             raise ProtocolError("mesh: a texture needs per-vertex uvs")
-        n_vertices = len(self.vertices)
-        if len(self.faces):
-            lo, hi = int(self.faces.min()), int(self.faces.max())
-            if lo < 0 or hi >= n_vertices:
-                raise ProtocolError(f"mesh: face indices span [{lo}, {hi}] but there are {n_vertices} vertices")
+        _check_face_indices(self.TYPE, self.faces, len(self.vertices))
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaintedTexture(Message):
+    """The result of a `texture` job (terminal): the texture image (top row first, sRGB) and, when
+    the backend unwrapped the mesh, the new per-corner UVs for the request's faces in order. `uvs`
+    None: the request's own UVs were kept and the texture is laid out on them."""
+
+    TYPE: ClassVar[str] = "painted_texture"
+    DIM_LIMITS: ClassVar[dict[str, int]] = {"H": MAX_TEXTURE_SIDE, "W": MAX_TEXTURE_SIDE,
+                                             "F": MAX_TEXTURE_REQUEST_FACES}
+    texture: np.ndarray = array(("H", "W", 3), {U8})
+    uvs: np.ndarray | None = array(("F", 3, 2), {F32}, default=None)
+    uv_note: str = text(default="")
+    """Why the UVs were replaced (or that they were kept)."""
+    coverage: float = 0.0
+    """Share of the texels inside UV charts that some view saw (the rest was filled in)."""
+    metadata: MeshMetadata = field(default_factory=MeshMetadata)
 
 
 FAILURE_CODES = (
@@ -322,15 +395,16 @@ class Heartbeat(Message):
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.TYPE: cls
-    for cls in (Hello, Welcome, Generate, Enhance, Accepted, Progress, Preview, Mesh, EnhancedImage, Failed, Cancel,
-                Cancelled, Heartbeat)
+    for cls in (Hello, Welcome, Generate, Enhance, Texture, Accepted, Progress, Preview, TexturePreview, Mesh,
+                EnhancedImage, PaintedTexture, Failed, Cancel, Cancelled, Heartbeat)
 }
 
-REQUEST_TYPES: dict[RequestKind, type[Message]] = {RequestKind.GENERATE: Generate, RequestKind.ENHANCE: Enhance}
+REQUEST_TYPES: dict[RequestKind, type[Message]] = {RequestKind.GENERATE: Generate, RequestKind.ENHANCE: Enhance,
+                                                   RequestKind.TEXTURE: Texture}
 """The message that starts a job of each request kind."""
 
 # Messages after which the server sends nothing more for a job (besides a final mesh, see is_result).
-TERMINAL_TYPES = frozenset({"failed", "cancelled", "enhanced_image"})
+TERMINAL_TYPES = frozenset({"failed", "cancelled", "enhanced_image", "painted_texture"})
 
 
 def request_kind(message: Message) -> RequestKind | None:
@@ -340,8 +414,8 @@ def request_kind(message: Message) -> RequestKind | None:
 
 def is_result(message: Message) -> bool:
     """The message that completes a job successfully: the final mesh of a `generate`, the
-    `enhanced_image` of an `enhance`."""
-    return isinstance(message, EnhancedImage) or (isinstance(message, Mesh) and message.kind == "final")
+    `enhanced_image` of an `enhance`, the `painted_texture` of a `texture`."""
+    return isinstance(message, (EnhancedImage, PaintedTexture)) or (isinstance(message, Mesh) and message.kind == "final")
 
 
 def is_terminal(message: Message) -> bool:

@@ -168,6 +168,10 @@ class OptionSpec:
 
 _GENERATE = frozenset({RequestKind.GENERATE})
 _GENERATE_AND_ENHANCE = frozenset({RequestKind.GENERATE, RequestKind.ENHANCE})
+_GENERATE_AND_TEXTURE = frozenset({RequestKind.GENERATE, RequestKind.TEXTURE})
+_TEXTURE = frozenset({RequestKind.TEXTURE})
+TEXTURE_REQUEST_SIZE = 1024
+"""A `texture` request's texture side when it leaves `texture_size` out."""
 
 OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
@@ -183,9 +187,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "faces", "int", "Faces", "Target face count of the mesh.", _GENERATE,
         minimum=500, maximum=500_000, initial=20_000),
     OptionSpec(
-        "texture_size", "choice", "Texture", "Side of the square texture image, in pixels.", _GENERATE,
+        "texture_size", "choice", "Texture", "Side of the square texture image, in pixels.", _GENERATE_AND_TEXTURE,
         choices=tuple(Choice(side, f"{side}²", f"{side} × {side} texture") for side in (256, 512, 1024, 2048, 4096)),
-        initial=1024),
+        initial=1024, unset=((RequestKind.TEXTURE, f"{TEXTURE_REQUEST_SIZE}"),)),
     OptionSpec(
         "geometry_steps", "int", "Geometry steps", "Optimisation steps of the 3D Gaussians (stage 1).", _GENERATE,
         minimum=1, maximum=5000, initial=500),
@@ -213,6 +217,23 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "Difix3D's progressive 3D update in stage 1: at intervals, render poses moved part of the way toward "
         "uncovered angles, clean them with the fixer and train on them too. Needs a fixer.", _GENERATE),
 )
+TEXTURE_OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec(
+        "views", "int", "Views",
+        "How many views paint the texture: a ring around the object (at two heights from eight views on) "
+        "plus one from the top and one from the bottom. More views cover more of a complex shape and take "
+        "longer.", _TEXTURE, default=10, minimum=4, maximum=16),
+    OptionSpec(
+        "paint_steps", "int", "Paint steps",
+        "Denoising steps of the depth-conditioned diffusion model per view.", _TEXTURE,
+        default=25, minimum=1, maximum=100),
+    OptionSpec(
+        "refine_steps", "int", "Refine steps",
+        "After painting, refine the texture as the generation's texture stage does: random views denoised "
+        "under the prompt (SD 1.5 img2img) and pulled back into the texture, with CLIP consistency to the "
+        "prompt and the reference image. 0: off.", _TEXTURE, default=0, minimum=0, maximum=500),
+)
+OPTIONS = OPTIONS + TEXTURE_OPTIONS
 _BY_NAME: dict[str, OptionSpec] = {spec.name: spec for spec in OPTIONS}
 
 

@@ -16,8 +16,11 @@ from protocol import (
     Envelope,
     Generate,
     Message,
+    PaintedTexture,
     RequestKind,
     Stage,
+    Texture,
+    TexturePreview,
     decode,
     encode,
     is_result,
@@ -43,6 +46,7 @@ SPECIAL = {
     ("generate", "image"): IMAGE_FILES,
     ("enhance", "image"): IMAGE_FILES,
     ("enhance", "reference"): st.none() | IMAGE_FILES,
+    ("texture", "image"): st.none() | IMAGE_FILES,
 }
 
 
@@ -62,8 +66,9 @@ def messages(draw, cls: type[Message]) -> Message:
         values[field.name] = draw(_value(cls, field, dims))
     if cls.TYPE == "progress" and values["total"]:
         values["step"] = min(values["step"], values["total"])
-    if cls.TYPE == "mesh":
+    if cls.TYPE in ("mesh", "texture"):
         values["faces"] = values["faces"] % len(values["vertices"])
+    if cls.TYPE == "mesh":
         if values["texture"] is not None and values["uvs"] is None:
             values["texture"] = None
     return cls(**values)
@@ -178,7 +183,7 @@ def test_message_ids_are_unique():
     ids = {new_id() for _ in range(10_000)}
     assert len(ids) == 10_000
     env = decode(encode(Generate(image=PNG_MAGIC, prompt="", quality="draft", seed=0), job_id="j"))
-    assert env.msg_id and env.version == (2, 1) and str(env.version) == "2.1"
+    assert env.msg_id and env.version == (2, 2) and str(env.version) == "2.2"
 
 
 def test_an_enhance_and_its_result_round_trip_with_both_images_as_frames():
@@ -209,6 +214,35 @@ def test_an_enhance_and_its_result_round_trip_with_both_images_as_frames():
 
 
 def test_each_request_kind_has_its_message_and_stage_spans():
-    assert REQUEST_TYPES == {RequestKind.GENERATE: Generate, RequestKind.ENHANCE: Enhance}
+    assert REQUEST_TYPES == {RequestKind.GENERATE: Generate, RequestKind.ENHANCE: Enhance,
+                             RequestKind.TEXTURE: Texture}
     assert progress_spans(RequestKind.ENHANCE) == {Stage.ENHANCE: (0.0, 1.0)}
     assert Stage.ENHANCE.label == "Enhance" and stage_of("enhance") is Stage.ENHANCE
+    assert progress_spans(RequestKind.TEXTURE) == {Stage.UV: (0.0, 0.1), Stage.PAINT: (0.1, 0.9),
+                                                   Stage.TEXTURE: (0.9, 1.0)}
+    assert Stage.UV.label == "UVs" and stage_of("paint") is Stage.PAINT
+
+
+def test_a_texture_request_its_previews_and_its_result_round_trip():
+    rng = np.random.default_rng(1)
+    vertices = rng.normal(size=(30, 3)).astype(np.float32)
+    faces = rng.integers(0, 30, (40, 3)).astype(np.uint32)
+    uvs = rng.random((40, 3, 2)).astype(np.float32)
+    request = Texture(vertices=vertices, faces=faces, uvs=uvs, prompt="rusty iron", image=PNG_MAGIC + bytes(9),
+                      seed=4, options={"views": 6})
+    frames = encode(request, job_id="t-1")
+    assert len(frames) == 2 + 4  # vertices, faces, uvs, image (no normals: no frame)
+    message = decode([bytes(f) for f in frames]).message
+    assert request_kind(message) == RequestKind.TEXTURE and not is_terminal(message)
+    np.testing.assert_array_equal(message.uvs, uvs)  # kept bit for bit on the wire
+    assert message.normals is None and message.prompt == "rusty iron" and message.options == {"views": 6}
+    with pytest.raises(Exception, match="face indices span"):
+        encode(Texture(vertices=vertices, faces=faces + 30, prompt="x"))
+
+    preview = TexturePreview(step=1, total=10, texture=np.zeros((8, 8, 3), np.uint8), coverage=0.25, uvs=uvs)
+    decoded = decode(encode(preview, job_id="t-1")).message
+    assert not is_terminal(decoded) and decoded.coverage == 0.25 and decoded.uvs.shape == (40, 3, 2)
+    result = PaintedTexture(texture=np.full((16, 16, 3), 7, np.uint8), uvs=None, uv_note="kept the mesh's own UVs",
+                            coverage=0.99)
+    decoded = decode(encode(result, job_id="t-1")).message
+    assert is_terminal(decoded) and is_result(decoded) and decoded.uvs is None and decoded.texture[0, 0, 0] == 7

@@ -122,8 +122,9 @@ def test_failure_codes_a_newer_backend_adds_are_received_but_never_sent():
 
 
 def test_every_field_added_to_a_message_has_a_default_or_was_there_when_it_was_introduced():
-    # The required fields of each message type when it was introduced (2.0, or 2.1 for `enhance` and
-    # `enhanced_image`); anything later must come with a default (see protocol/messages.py).
+    # The required fields of each message type when it was introduced (2.0; 2.1 for `enhance` and
+    # `enhanced_image`; 2.2 for the texture kind's); anything later must come with a default (see
+    # protocol/messages.py).
     required_at_introduction = {
         "hello": {"client"}, "welcome": {"protocol", "backend_version", "device", "gpu_name", "gpu_memory_mb",
                                          "model_preset", "quality_presets", "heartbeat_interval_s"},
@@ -134,6 +135,8 @@ def test_every_field_added_to_a_message_has_a_default_or_was_there_when_it_was_i
         "heartbeat": set(),
         # 2.1
         "enhance": {"image"}, "enhanced_image": {"image"},
+        # 2.2
+        "texture": {"vertices", "faces", "prompt"}, "texture_preview": {"step", "total", "texture"}, "painted_texture": {"texture"},
     }
     from protocol.schema import schema_of
 
