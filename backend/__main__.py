@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     generate = sub.add_parser("generate", help="one image-to-3D generation in this process (no server)")
     _add_generate_arguments(generate)
 
+    texture = sub.add_parser("texture", help="paint a texture onto a mesh from a prompt, in this process (no server)")
+    _add_texture_arguments(texture)
+
     models = sub.add_parser("models", help="list, download and verify the pretrained models")
     _add_models_arguments(models)
 
@@ -60,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     handlers = {"serve": _serve, "ping": _ping, "run": _run, "keys": _keys, "models": _models,
-                "generate": _generate}
+                "generate": _generate, "texture": _texture}
     return handlers[args.command](args)
 
 
@@ -78,6 +81,18 @@ def _add_generate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _generate(args: argparse.Namespace) -> int:
     from .cli.generate import main
+
+    return main(args)
+
+
+def _add_texture_arguments(parser: argparse.ArgumentParser) -> None:
+    from .cli.texture import add_arguments
+
+    add_arguments(parser)
+
+
+def _texture(args: argparse.Namespace) -> int:
+    from .cli.texture import main
 
     return main(args)
 

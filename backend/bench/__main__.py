@@ -19,6 +19,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "models": ("backend.bench.models", "tiny preset build/load times; per-call cost of the full-size architectures"),
     "oracle": ("backend.bench.oracle", "the whole two-stage pipeline on known objects, ground truth in place of the models"),
     "reconstruct": ("backend.bench.reconstruct", "fit Gaussians to known objects, extract meshes, score held-out views"),
+    "texture-oracle": ("backend.bench.texture_oracle", "Texture Selected's painter on known objects, ground truth in "
+                                                       "place of the generator (ORACLE EVIDENCE)"),
 }
 
 

@@ -37,10 +37,10 @@ def option_help() -> str:
     return "; ".join(f"{spec.name}: {spec.allowed()}" for spec in options_for(RequestKind.GENERATE))
 
 
-def parse_options(pairs: list[str]) -> dict:
-    """`NAME=VALUE` strings → the options map, each value parsed as its option's type; raises
-    OptionError (unknown name, bad value) or ValueError (not NAME=VALUE)."""
-    known = {spec.name: spec for spec in options_for(RequestKind.GENERATE)}
+def parse_options(pairs: list[str], kind: RequestKind = RequestKind.GENERATE) -> dict:
+    """`NAME=VALUE` strings → the options map of a `kind` request, each value parsed as its
+    option's type; raises OptionError (unknown name, bad value) or ValueError (not NAME=VALUE)."""
+    known = {spec.name: spec for spec in options_for(kind)}
     options = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
@@ -49,7 +49,7 @@ def parse_options(pairs: list[str]) -> dict:
         spec = known.get(name)
         if spec is None:
             raise OptionError(name, f"unknown option {name!r}", hint=f"Known options: {', '.join(known)}.")
-        options[name] = spec.check(parse_cli_value(spec, value))
+        options[name] = spec.check_for(kind, parse_cli_value(spec, value))
     return options
 
 
@@ -83,6 +83,27 @@ class _ProgressBar:
             self._bar = None
 
 
+def fail(code: int, text: str, hint: str = "") -> int:
+    """Print `error: text` (and the hint) to stderr and return the exit code."""
+    print(f"error: {text}" + (f"\n  hint: {hint}" if hint else ""), file=sys.stderr)
+    return code
+
+
+def open_registry(args: argparse.Namespace):
+    """The model registry the command's `--models`, `--device` and `--models-lock` ask for (the
+    tiny preset announced on stderr), or the exit code after printing why it cannot be opened."""
+    from ..models.hub import ModelUnavailableError
+    from ..models.registry import TINY_NOTICE, ModelRegistry, ModelSettings
+
+    try:
+        registry = ModelRegistry(ModelSettings(preset=args.models, device=args.device, lock_file=args.models_lock))
+    except (ModelUnavailableError, ValueError) as exc:
+        return fail(EXIT_FAILED, str(exc))
+    if registry.is_tiny:
+        print(f"NOTICE: {TINY_NOTICE}", file=sys.stderr)
+    return registry
+
+
 def _peak_memory() -> dict[str, float]:
     import torch
 
@@ -97,16 +118,11 @@ def main(args: argparse.Namespace) -> int:
 
     from ..pipelines.cache import ResultCache
     from ..serving.context import JobCancelled, PipelineError, StageContext
-    from ..models.hub import ModelUnavailableError
-    from ..models.registry import TINY_NOTICE, ModelRegistry, ModelSettings
+    from ..models.registry import TINY_NOTICE
     from .outputs import write_outputs
     from ..pipelines.generate import GenerationPipeline
     from ..pipelines.generate_request import inputs_from
     from ..stages.image_io import decode_image
-
-    def fail(code: int, text: str, hint: str = "") -> int:
-        print(f"error: {text}" + (f"\n  hint: {hint}" if hint else ""), file=sys.stderr)
-        return code
 
     # Everything that can be checked before loading models is checked first.
     try:
@@ -129,12 +145,9 @@ def main(args: argparse.Namespace) -> int:
         return fail(EXIT_BAD_INPUT, str(exc))
     if args.out.exists() and not args.out.is_dir():
         return fail(EXIT_BAD_INPUT, f"--out {args.out} exists and is not a folder")
-    try:
-        registry = ModelRegistry(ModelSettings(preset=args.models, device=args.device, lock_file=args.models_lock))
-    except (ModelUnavailableError, ValueError) as exc:
-        return fail(EXIT_FAILED, str(exc))
-    if registry.is_tiny:
-        print(f"NOTICE: {TINY_NOTICE}", file=sys.stderr)
+    registry = open_registry(args)
+    if isinstance(registry, int):
+        return registry
     pipeline = GenerationPipeline(registry, ResultCache(args.cache_dir))
     bar = _ProgressBar()
     cancel = threading.Event()

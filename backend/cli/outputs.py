@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -59,14 +60,28 @@ def with_label(image: np.ndarray, label: str) -> np.ndarray:
     return np.concatenate([np.asarray(strip), image[..., :3]], axis=0)
 
 
+@contextmanager
+def staged(destination: Path) -> Iterator[Path]:
+    """A hidden staging folder next to `destination`: write files into it; when the block ends
+    without an error they are moved into `destination` (created), otherwise nothing is left."""
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+    try:
+        yield staging
+        destination.mkdir(exist_ok=True)
+        for file in sorted(staging.iterdir()):
+            file.replace(destination / file.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def write_outputs(destination: Path, *, mesh: dict[str, np.ndarray], report: dict[str, Any],
                   gaussians=None, label: str = "", enhance: Enhancer | None = None) -> dict[str, Path]:
     """Write everything into `destination` (created; existing files of the same names replaced)
     → the paths written."""
     destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
-    try:
+    with staged(destination) as staging:
         texture = mesh["texture"]
         export_glb(staging / "model.glb", mesh["vertices"], mesh["faces"], mesh["uvs"], texture, mesh.get("normals"))
         if gaussians is not None:
@@ -79,12 +94,5 @@ def write_outputs(destination: Path, *, mesh: dict[str, np.ndarray], report: dic
         else:
             Image.fromarray(turntable(mesh, label=label)).save(staging / "turntable.png")
         (staging / "report.json").write_text(json.dumps(report, indent=2, default=str))
-        destination.mkdir(exist_ok=True)
-        written = {}
-        for file in sorted(staging.iterdir()):
-            target = destination / file.name
-            file.replace(target)
-            written[file.stem] = target
-        return written
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        names = sorted(file.name for file in staging.iterdir())
+    return {Path(name).stem: destination / name for name in names}

@@ -20,6 +20,7 @@ from .catalogue import (
 if TYPE_CHECKING:
     from .captioner import Captioner
     from .clip import Clip
+    from .depth_painter import DepthControlNet
     from .depth import DepthEstimator
     from .multiview import Zero123PlusPlus
     from .difix import DifixFixer
@@ -96,6 +97,7 @@ DEPTH: ModelRecord[DepthEstimator] = ModelRecord("depth", (ModelSpec(
 
 def _clip(ctx: LoadContext) -> Clip:
     from .clip import Clip
+    from .depth_painter import DepthControlNet
 
     return Clip.from_pretrained(ctx.folder, **ctx.placement())
 
@@ -162,6 +164,24 @@ SD_TURBO: ModelRecord[TurboFixer] = ModelRecord("sd_turbo", (ModelSpec(
 ), _sd_turbo)
 
 
+def _controlnet_depth(ctx: LoadContext) -> DepthControlNet:
+    from .depth_painter import DepthControlNet
+
+    return DepthControlNet.from_pretrained(ctx.folder, **ctx.placement())
+
+
+CONTROLNET_DEPTH: ModelRecord[DepthControlNet] = ModelRecord("controlnet_depth", (ModelSpec(
+    role="controlnet_depth", repo_id="lllyasviel/control_v11f1p_sd15_depth",
+    licence="CreativeML OpenRAIL-M", commercial=True, size_mb=730, vram_mb=730,
+    configs=("config.json",),
+    weights=(("diffusion_pytorch_model.fp16.safetensors", "diffusion_pytorch_model.safetensors",
+              "diffusion_pytorch_model.bin"),),
+    tiny=TinyBuilder("depth_painter:save_tiny_controlnet_depth"),
+    summary="ControlNet 1.1 depth for SD 1.5: paints views of the artist's mesh that follow its shape "
+            "(Texture Selected, with the refiner's Stable Diffusion 1.5)"),
+), _controlnet_depth)
+
+
 _DIFIX_LICENCE = ("NVIDIA License (non-commercial: research or evaluation only), on SD-Turbo's weights "
                   "(Stability AI Community License)")
 
@@ -208,8 +228,8 @@ CAPTIONER: ModelRecord[Captioner] = ModelRecord("captioner", (ModelSpec(
 ), _captioner)
 
 
-RECORDS: tuple[ModelRecord, ...] = (NOVEL_VIEW, NOVEL_VIEW_STABLE, MULTIVIEW, DEPTH, CLIP, SEGMENTER, REFINER, DIFIX,
-                                    DIFIX_REF, SD_TURBO, CAPTIONER)
+RECORDS: tuple[ModelRecord, ...] = (NOVEL_VIEW, NOVEL_VIEW_STABLE, MULTIVIEW, DEPTH, CLIP, SEGMENTER, REFINER,
+                                    CONTROLNET_DEPTH, DIFIX, DIFIX_REF, SD_TURBO, CAPTIONER)
 """Every record, in the order `models list` shows them."""
 
 CATALOGUE: dict[str, ModelSpec] = {s.role: s for record in RECORDS for s in record.weights}

@@ -4,22 +4,25 @@
                `generate_request.py`)
     enhance    a rendered image (+ an optional reference) → the same image cleaned by the
                single-step fixer (`enhance.py`)
+    texture    the artist's mesh + prompt (+ optional image) → a UV texture painted onto it
+               (`texture.py`)
 
-`texture` (paint the artist's mesh) and `scene` (text → a scene along a camera path) come next,
-each as its own orchestrator registered in `Pipelines`.
+`scene` (text → a scene along a camera path) comes next, as its own orchestrator registered in
+`Pipelines`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from protocol import REQUEST_TYPES, Enhance, Generate, Message, RequestKind
+from protocol import REQUEST_TYPES, Enhance, Generate, Message, RequestKind, Texture
 
 from .cache import ResultCache
 from ..serving.context import StageContext
 from ..models.registry import ModelRegistry
 from .enhance import EnhancePipeline
 from .generate import GenerationPipeline
+from .texture import TexturePipeline
 
 
 class Pipelines:
@@ -31,7 +34,8 @@ class Pipelines:
         self.cache = cache if cache is not None else ResultCache()
         self.generate = GenerationPipeline(registry, self.cache)
         self.enhance = EnhancePipeline(registry)
-        self._orchestrators = {Generate: self.generate, Enhance: self.enhance}
+        self.texture = TexturePipeline(registry, self.cache)
+        self._orchestrators = {Generate: self.generate, Enhance: self.enhance, Texture: self.texture}
 
     @property
     def request_kinds(self) -> tuple[RequestKind, ...]:

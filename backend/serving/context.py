@@ -1,6 +1,6 @@
 """The stage context: the only way a pipeline talks to the outside world.
 
-Stages call `report`, `preview`, `mesh` and `check_cancelled`; the context turns those into
+Stages call `report`, `preview`, `texture_preview`, `mesh` and `check_cancelled`; the context turns those into
 protocol messages. Stages never see sockets.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from protocol import Mesh, Message, Preview, Progress, Stage
+from protocol import Mesh, Message, Preview, Progress, Stage, TexturePreview
 
 
 class JobCancelled(Exception):
@@ -71,6 +71,13 @@ class StageContext:
 
     def preview_due(self) -> bool:
         return self._clock() - self._last_preview >= self._preview_interval_s
+
+    def texture_preview(self, step: int, total: int, texture: np.ndarray, coverage: float,
+                        uvs: np.ndarray | None = None) -> None:
+        """The texture of a `texture` job so far (uint8 [H, W, 3], at most 1024 a side), once per
+        painted view (not throttled: views are seconds apart); `uvs` [F, 3, 2] with the first one
+        when the mesh was unwrapped."""
+        self._emit(TexturePreview(step=step, total=total, texture=texture, coverage=coverage, uvs=uvs))
 
     def mesh(self, mesh: Mesh) -> None:
         """Deliver an intermediate mesh (kind `geometry`). The final one is the pipeline's return value."""

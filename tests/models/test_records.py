@@ -11,6 +11,7 @@ from backend.models.captioner import Captioner
 from backend.models.catalogue import FullOnly, ModelRecord, TinyBuilder
 from backend.models.clip import Clip
 from backend.models.depth import DepthEstimator
+from backend.models.depth_painter import DepthControlNet
 from backend.models.difix import DifixFixer
 from backend.models.hub import ModelUnavailableError
 from backend.models.multiview import Zero123PlusPlus
@@ -21,7 +22,8 @@ from backend.models.zero123 import Zero123
 ROOT = Path(__file__).resolve().parents[2]
 WRAPPERS = {records.NOVEL_VIEW: Zero123, records.NOVEL_VIEW_STABLE: Zero123, records.MULTIVIEW: Zero123PlusPlus,
             records.DEPTH: DepthEstimator, records.CLIP: Clip, records.SEGMENTER: TextSegmenter,
-            records.REFINER: PromptRefiner, records.DIFIX: DifixFixer, records.DIFIX_REF: DifixFixer,
+            records.REFINER: PromptRefiner, records.CONTROLNET_DEPTH: DepthControlNet, records.DIFIX: DifixFixer,
+            records.DIFIX_REF: DifixFixer,
             records.SD_TURBO: TurboFixer, records.CAPTIONER: Captioner}
 
 
