@@ -189,13 +189,22 @@ def _set_vertex_colors(me: "bpy.types.Mesh", colors: np.ndarray) -> None:
 
 
 def _new_image(name: str, texture: np.ndarray) -> "bpy.types.Image":
-    """An sRGB image whose pixels are `texture`, packed into the .blend as a TGA file (survives
-    save/reopen with no file on disk). Blender decodes the packed file when the image is first
-    used; the 8x8 placeholder size is replaced by the file's."""
-    data = tga_bytes(texture)
+    return packed_image(name, texture)
+
+
+def packed_image(name: str, pixels: np.ndarray) -> "bpy.types.Image":
+    """An sRGB image whose pixels are `pixels` ([H, W, 3|4] uint8, top row first), packed into the
+    .blend as a TGA file (survives save/reopen with no file on disk). Blender decodes the packed
+    file when the image is first used; the 8x8 placeholder size is replaced by the file's. Used for
+    mesh textures and for Enhance Render's results. On an error nothing is left behind."""
+    data = tga_bytes(pixels)
     image = bpy.data.images.new(name, width=8, height=8)
-    image.pack(data=data, data_len=len(data))
-    image.source = "FILE"  # same steps as Blender's glTF importer for embedded images
+    try:
+        image.pack(data=data, data_len=len(data))
+        image.source = "FILE"  # same steps as Blender's glTF importer for embedded images
+    except BaseException:
+        bpy.data.images.remove(image)
+        raise
     return image
 
 

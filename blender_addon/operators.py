@@ -1,4 +1,5 @@
-"""Operators: Generate, Regenerate, Cancel, Connect, and the two ways of choosing an image.
+"""Operators: Generate, Regenerate, Enhance Render, Texture Selected, Regenerate Texture, Cancel,
+Connect, and the two ways of choosing an image.
 
 They validate, build the request and hand it to the session; the timer does the rest, so none of
 them blocks. Problems are reported with what to do about them.
@@ -12,9 +13,10 @@ import bpy
 from bpy.props import StringProperty
 from bpy_extras.io_utils import ImportHelper
 
-from . import preferences, session
+from . import enhance, preferences, session, texture
 from .core.image_source import ImageSourceError, image_bytes, unsendable
-from .core.jobs import JobRequest
+from .core.jobs import EnhanceRequest, JobRequest, TextureRequest
+from .core.texture_arrays import TextureMeshError
 
 
 def _endpoint_and_connect(context) -> None:
@@ -128,6 +130,171 @@ class LIFT3D_OT_regenerate(bpy.types.Operator):
                        int(ob.get("lift3d_seed", 0)), options, replaces=ob.session_uid)
 
 
+def enhance_blocked_reason(context, settings) -> str:
+    """Why Enhance Render cannot run now ('' when it can); shown in the panel and the tooltip."""
+    if session.get().busy:
+        return "A job is running: wait for it or cancel it"
+    if settings.source == "RENDER":
+        if enhance.render_result() is None:
+            return "Render an image first (F12)"
+    elif settings.image is None:
+        return "Choose the image to enhance"
+    elif unsendable(settings.image):
+        return unsendable(settings.image)
+    if settings.reference is not None and unsendable(settings.reference):
+        return "Reference: " + unsendable(settings.reference)
+    return ""
+
+
+class LIFT3D_OT_enhance(bpy.types.Operator):
+    """Clean up the last render (or the chosen image) with the backend's single-step fixer
+    (Difix3D+); the result is a new image of the same size, packed into the file"""
+
+    bl_idname = "lift3d.enhance"
+    bl_label = "Enhance Render"
+
+    @classmethod
+    def poll(cls, context):
+        settings = getattr(context.scene, "lift3d", None)
+        reason = ("Lift3D is not set up in this scene" if settings is None
+                  else enhance_blocked_reason(context, settings.enhance))
+        if reason:
+            cls.poll_message_set(reason)
+        return not reason
+
+    def execute(self, context):
+        settings = context.scene.lift3d.enhance
+        try:
+            data, size, source_name = enhance.source_bytes(settings, context.scene)
+            reference = enhance.reference_bytes(settings.reference)
+        except (ImageSourceError, OSError) as exc:
+            return _refuse(self, str(exc))
+        request = EnhanceRequest(image=data, source_name=source_name, size=size, reference=reference,
+                                 reference_name=settings.reference.name if settings.reference else "",
+                                 options=settings.options())
+        try:
+            _endpoint_and_connect(context)
+            session.get().submit(request)
+        except session.ConnectError as exc:
+            return _refuse(self, str(exc), exc.hint)
+        return {"FINISHED"}
+
+
+NO_TEXTURE_PROMPT = "Describe the texture (or choose a reference image)"
+
+
+def texture_blocked_reason(context, settings, material_mode: str | None = None) -> str:
+    """Why Texture Selected cannot run now ('' when it can); shown in the panel and the tooltip."""
+    if session.get().busy:
+        return "A job is running: wait for it or cancel it"
+    reason = texture.target_reason(context.active_object, material_mode or settings.material)
+    if reason:
+        return reason
+    if not settings.prompt.strip() and settings.reference is None:
+        return NO_TEXTURE_PROMPT
+    if settings.reference is not None and unsendable(settings.reference):
+        return "Reference: " + unsendable(settings.reference)
+    return ""
+
+
+def _submit_texture(operator, context, *, prompt: str, reference, seed: int, options: dict, material: str,
+                    uv_layer: str | None = None) -> set[str]:
+    """Read the active mesh, warn when its modifiers change its shape, and send the request."""
+    ob = context.active_object
+    reason = "A job is running: wait for it or cancel it" if session.get().busy else texture.target_reason(ob, material)
+    if reason:
+        return _refuse(operator, reason)
+    me = ob.data
+    if uv_layer is None:
+        uv_layer = me.uv_layers.active.name if me.uv_layers.active is not None else ""
+    try:
+        mesh = texture.read_mesh(ob, uv_layer)
+        image = image_bytes(reference) if reference is not None else None
+    except (TextureMeshError, ImageSourceError, OSError) as exc:
+        return _refuse(operator, str(exc))
+    warning = texture.shape_warning(ob, context.evaluated_depsgraph_get(), mesh)
+    request = TextureRequest(mesh=mesh, prompt=prompt.strip(), object_uid=ob.session_uid, object_name=ob.name,
+                             material=material, image=image, image_name=reference.name if reference else "",
+                             seed=seed, options=options)
+    try:
+        _endpoint_and_connect(context)
+        job = session.get().submit(request)
+    except session.ConnectError as exc:
+        return _refuse(operator, str(exc), exc.hint)
+    if warning:
+        job.warnings.append(warning[:1].upper() + warning[1:] + ".")
+        operator.report({"WARNING"}, f"Lift3D: {warning}.")
+    return {"FINISHED"}
+
+
+class LIFT3D_OT_texture(bpy.types.Operator):
+    """Paint a texture onto the active mesh from the prompt (and the optional reference image) with the
+    backend. It appears on the object as it is painted; the mesh, its UV maps, modifiers and other
+    material slots stay as they are, and Cancel puts everything back"""
+
+    bl_idname = "lift3d.texture"
+    bl_label = "Texture Selected"
+
+    @classmethod
+    def poll(cls, context):
+        settings = getattr(context.scene, "lift3d", None)
+        reason = ("Lift3D is not set up in this scene" if settings is None
+                  else texture_blocked_reason(context, settings.texture))
+        if reason:
+            cls.poll_message_set(reason)
+        return not reason
+
+    def execute(self, context):
+        s = context.scene.lift3d.texture
+        return _submit_texture(self, context, prompt=s.prompt, reference=s.reference, seed=s.seed,
+                               options=s.options(), material=s.material)
+
+
+class LIFT3D_OT_texture_regenerate(bpy.types.Operator):
+    """Paint the active object's Lift3D texture again with the panel's texture prompt (empty: the one it
+    was painted with), reusing its seed, settings, reference image, material choice and UV map; the new
+    texture replaces the previous one"""
+
+    bl_idname = "lift3d.texture_regenerate"
+    bl_label = "Regenerate Texture"
+
+    @classmethod
+    def poll(cls, context):
+        ob = context.active_object
+        settings = getattr(context.scene, "lift3d", None)
+        if ob is None or "lift3d_texture_prompt" not in ob or settings is None:
+            cls.poll_message_set("Select an object textured by Lift3D")
+            return False
+        reason = texture_blocked_reason(context, settings.texture, str(ob.get("lift3d_texture_material", "NEW")))
+        if reason == NO_TEXTURE_PROMPT and (ob.get("lift3d_texture_prompt") or ob.get("lift3d_texture_reference")):
+            reason = ""  # the stored prompt (or reference image) is used
+        if reason:
+            cls.poll_message_set(reason)
+        return not reason
+
+    def execute(self, context):
+        ob = context.active_object
+        reference = None
+        if ob.get("lift3d_texture_reference"):
+            reference = bpy.data.images.get(ob["lift3d_texture_reference"])
+            if reference is None:
+                return _refuse(self, f"the reference image '{ob['lift3d_texture_reference']}' of '{ob.name}' is "
+                                     "not in this file any more",
+                               "Choose a reference in the panel and press Texture Selected.")
+        try:
+            options = json.loads(ob.get("lift3d_texture_options", "{}"))
+        except json.JSONDecodeError as exc:
+            return _refuse(self, f"the stored texture settings of '{ob.name}' are damaged: {exc}",
+                           "Press Texture Selected instead.")
+        uv_layer = str(ob.get("lift3d_texture_uv", ""))
+        if not uv_layer or ob.data.uv_layers.get(uv_layer) is None:
+            uv_layer = None  # the active UV map, as for Texture Selected
+        prompt = context.scene.lift3d.texture.prompt.strip() or str(ob.get("lift3d_texture_prompt", ""))
+        return _submit_texture(self, context, prompt=prompt, reference=reference,
+                               seed=int(ob.get("lift3d_texture_seed", 0)), options=options,
+                               material=str(ob.get("lift3d_texture_material", "NEW")), uv_layer=uv_layer)
+
+
 class LIFT3D_OT_cancel(bpy.types.Operator):
     """Stop the running job (nothing half-built is left in the scene)"""
 
@@ -218,7 +385,7 @@ class LIFT3D_OT_use_editor_image(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (LIFT3D_OT_generate, LIFT3D_OT_regenerate, LIFT3D_OT_cancel, LIFT3D_OT_connect, LIFT3D_OT_open_image,
-           LIFT3D_OT_use_editor_image)
+CLASSES = (LIFT3D_OT_generate, LIFT3D_OT_regenerate, LIFT3D_OT_enhance, LIFT3D_OT_texture, LIFT3D_OT_texture_regenerate,
+           LIFT3D_OT_cancel, LIFT3D_OT_connect, LIFT3D_OT_open_image, LIFT3D_OT_use_editor_image)
 
 register, unregister = bpy.utils.register_classes_factory(CLASSES)

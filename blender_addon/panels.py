@@ -16,11 +16,12 @@ from .core.wire import RequestKind
 _HAS_PLACEHOLDER = "placeholder" in bpy.types.UILayout.bl_rna.functions["prop"].parameters
 
 
-def _option_rows(layout, settings, advanced: bool) -> None:
-    """The request options of one panel section, in the options table's order. An option the
-    preset decides is a checkbox and its value, greyed out until ticked."""
-    for prop in panel_properties(RequestKind.GENERATE):
-        if prop.option.advanced == advanced:
+def _option_rows(layout, settings, advanced: bool | None, kind: RequestKind = RequestKind.GENERATE) -> None:
+    """The request options of one panel section (`advanced` None: all of them), in the options
+    table's order. An option the preset (or the backend) decides is a checkbox and its value, greyed
+    out until ticked."""
+    for prop in panel_properties(kind):
+        if advanced is None or prop.option.advanced == advanced:
             _option_row(layout, settings, prop)
 
 
@@ -99,6 +100,8 @@ class LIFT3D_PT_main(_Sidebar, bpy.types.Panel):
         if shown is not None and shown.ignored_options:
             _wrapped(layout, f"This backend ignores {', '.join(shown.ignored_options)}: update it to use them",
                      icon="INFO")
+        for warning in shown.warnings if shown is not None else ():
+            _wrapped(layout, warning, icon="ERROR")
 
         if sess.error is not None:
             box = layout.box()
@@ -108,7 +111,8 @@ class LIFT3D_PT_main(_Sidebar, bpy.types.Panel):
                 _wrapped(box, hint)
         elif sess.last_job is not None and sess.last_job.phase == Phase.DONE:
             done = sess.last_job
-            layout.label(text=f"Done in {format_seconds(done.elapsed_s)}: {done.final_object}", icon="CHECKMARK")
+            made = done.result_image if done.is_enhance or done.is_texture else done.final_object
+            layout.label(text=f"Done in {format_seconds(done.elapsed_s)}: {made}", icon="CHECKMARK")
             if done.metadata is not None and done.metadata.tiny:
                 layout.label(text="Tiny models: the result is noise", icon="ERROR")
 
@@ -149,6 +153,89 @@ class LIFT3D_PT_result(_Sidebar, bpy.types.Panel):
         layout.operator("lift3d.regenerate", icon="FILE_REFRESH")
 
 
-CLASSES = (LIFT3D_PT_main, LIFT3D_PT_advanced, LIFT3D_PT_result)
+class LIFT3D_PT_enhance(_Sidebar, bpy.types.Panel):
+    """Enhance Render: the single-step fixer on the last render or an image; the result is a new image."""
+
+    bl_label = "Enhance Render"
+    bl_idname = "LIFT3D_PT_enhance"
+    bl_parent_id = "LIFT3D_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        settings = context.scene.lift3d.enhance
+        sess = session.get()
+        layout = self.layout
+        layout.row(align=True).prop(settings, "source", expand=True)
+        if settings.source == "IMAGE":
+            layout.template_ID(settings, "image", open="image.open")
+        layout.prop(settings, "reference")
+        col = layout.column()
+        col.use_property_split = True
+        _option_rows(col, settings, advanced=None, kind=RequestKind.ENHANCE)
+        welcome = sess.client.welcome if sess.client is not None else None
+        if welcome is not None and "enhance" not in welcome.request_kinds:
+            _wrapped(layout, "This backend does not offer Enhance: update it", icon="ERROR")
+        row = layout.row()
+        row.scale_y = 1.4
+        row.operator("lift3d.enhance", icon="SHADERFX")
+        reason = operators.enhance_blocked_reason(context, settings)
+        if reason and not sess.busy:
+            _wrapped(layout, reason, icon="INFO")
+        done = sess.last_job
+        if done is not None and done.is_enhance and done.result_image:
+            _wrapped(layout, f"Made image '{done.result_image}' (see the Image Editor)", icon="IMAGE_DATA")
+
+
+class LIFT3D_PT_texture(_Sidebar, bpy.types.Panel):
+    """Texture Selected: paint a texture onto the active mesh; it fills in on the object as it is painted."""
+
+    bl_label = "Texture Selected"
+    bl_idname = "LIFT3D_PT_texture"
+    bl_parent_id = "LIFT3D_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        settings = context.scene.lift3d.texture
+        sess = session.get()
+        layout = self.layout
+        ob = context.active_object
+        layout.label(text=f"Object: {ob.name}" if ob is not None and ob.type == "MESH" else "Object: (no mesh active)",
+                     icon="OBJECT_DATA")
+        hint = {"placeholder": "What should it look like? (e.g. mossy stone)"} if _HAS_PLACEHOLDER else {}
+        layout.prop(settings, "prompt", text="", **hint)
+        layout.template_ID(settings, "reference", open="image.open")
+        layout.row(align=True).prop(settings, "material", expand=True)
+        col = layout.column()
+        col.use_property_split = True
+        col.prop(settings, "seed")
+        _option_rows(col, settings, advanced=None, kind=RequestKind.TEXTURE)
+        welcome = sess.client.welcome if sess.client is not None else None
+        if welcome is not None and "texture" not in welcome.request_kinds:
+            _wrapped(layout, "This backend does not texture meshes: update it", icon="ERROR")
+        job = sess.job
+        if job is not None and job.is_texture and sess.busy:
+            layout.progress(factor=job.progress_factor(), type="BAR", text=job.progress_text())
+            if job.coverage is not None:
+                layout.label(text=f"Painted {job.coverage:.0%} of the texture so far")
+            layout.operator("lift3d.cancel", icon="CANCEL")
+            return
+        row = layout.row(align=True)
+        row.scale_y = 1.4
+        row.operator("lift3d.texture", icon="TEXTURE")
+        if ob is not None and "lift3d_texture_prompt" in ob:
+            row.operator("lift3d.texture_regenerate", text="", icon="FILE_REFRESH")
+        reason = operators.texture_blocked_reason(context, settings)
+        if reason and not sess.busy:
+            _wrapped(layout, reason, icon="INFO")
+        done = sess.last_job
+        if done is not None and done.is_texture and done.phase == Phase.DONE:
+            coverage = f" ({done.coverage:.0%} seen by the views)" if done.coverage is not None else ""
+            _wrapped(layout, f"Painted '{done.result_image}' onto '{done.request.object_name}'{coverage}",
+                     icon="IMAGE_DATA")
+            if done.uv_note:
+                _wrapped(layout, f"UVs: {done.uv_note}")
+
+
+CLASSES = (LIFT3D_PT_main, LIFT3D_PT_advanced, LIFT3D_PT_result, LIFT3D_PT_enhance, LIFT3D_PT_texture)
 
 register, unregister = bpy.utils.register_classes_factory(CLASSES)

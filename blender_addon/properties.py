@@ -1,4 +1,5 @@
-"""Per-scene generation settings (saved with the .blend, so a scene remembers its last request).
+"""Per-scene settings of Generate, Enhance Render and Texture Selected (saved with the .blend, so a
+scene remembers its last request).
 
 The request options are not written out here: each one's property (type, range or choices,
 default, tooltip) is generated from the protocol's options table through `core.panel_options`, so
@@ -11,6 +12,7 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
 from .core.panel_options import PanelProperty, panel_properties, request_options
+from .texture import MATERIAL_MODES
 from .core.wire import RequestKind, options
 
 QUALITY_ITEMS = [(p.name, p.label, p.description) for p in options.QUALITY_PRESETS]
@@ -23,15 +25,58 @@ def _image_changed(self, context) -> None:
         self.image.preview_ensure()
 
 
-def _option_annotations(props: list[PanelProperty]) -> dict:
+def _option_annotations(props: list[PanelProperty], kind: RequestKind = RequestKind.GENERATE) -> dict:
     annotations = {}
     for prop in props:
         annotations[prop.attr] = _CONSTRUCTORS[prop.bpy_type](**prop.keywords)
         if prop.toggle is not None:
+            label = prop.option.label.lower()
             annotations[prop.toggle] = BoolProperty(
-                name=f"Set {prop.option.label.lower()}", default=False,
-                description=f"Use this value instead of the quality preset's ({prop.option.label.lower()})")
+                name=f"Set {label}", default=False,
+                description=f"Use this value instead of the quality preset's ({label})" if kind == RequestKind.GENERATE
+                else f"Use this value (unticked: {prop.option.when_unset(kind)})")
     return annotations
+
+
+class Lift3DEnhanceSettings(bpy.types.PropertyGroup):
+    """Enhance Render: what to enhance, an optional reference, and the enhance request's options."""
+
+    __annotations__ = {
+        "source": EnumProperty(name="Source", default="RENDER", items=[
+            ("RENDER", "Render Result", "The last render (F12), as Blender would save it"),
+            ("IMAGE", "Image", "An image in this file"),
+        ], description="What to enhance"),
+        "image": PointerProperty(type=bpy.types.Image, name="Image", description="The image to enhance"),
+        "reference": PointerProperty(
+            type=bpy.types.Image, name="Reference",
+            description="Optional: a clean view of the same subject (a photo, or the input image of a Lift3D "
+                        "result). Difix-ref looks at it; without one, Difix is used"),
+        **_option_annotations(panel_properties(RequestKind.ENHANCE), RequestKind.ENHANCE),
+    }
+
+    def options(self) -> dict[str, object]:
+        """The options of an Enhance request, leaving out what the backend decides."""
+        return request_options(RequestKind.ENHANCE, lambda attr: getattr(self, attr))
+
+
+class Lift3DTextureSettings(bpy.types.PropertyGroup):
+    """Texture Selected: what to paint on the active mesh, and where the texture goes."""
+
+    __annotations__ = {
+        "prompt": StringProperty(name="Prompt", default="",
+                                 description="What the surface should look like (e.g. weathered red paint over wood)"),
+        "reference": PointerProperty(
+            type=bpy.types.Image, name="Reference",
+            description="Optional: an image whose look the texture follows (PNG, JPEG or WebP are sent as they are)"),
+        "seed": IntProperty(name="Seed", default=0, min=0, description="Same seed, mesh and settings: same texture"),
+        "material": EnumProperty(name="Material", items=MATERIAL_MODES, default="NEW",
+                                 description="Where the texture goes"),
+        **_option_annotations(panel_properties(RequestKind.TEXTURE), RequestKind.TEXTURE),
+    }
+
+    def options(self) -> dict[str, object]:
+        """The options of a Texture request, leaving out what the backend's defaults decide."""
+        return request_options(RequestKind.TEXTURE, lambda attr: getattr(self, attr))
 
 
 class Lift3DSettings(bpy.types.PropertyGroup):
@@ -44,6 +89,8 @@ class Lift3DSettings(bpy.types.PropertyGroup):
         "quality": EnumProperty(name="Quality", items=QUALITY_ITEMS, default=options.DEFAULT_QUALITY),
         "seed": IntProperty(name="Seed", default=0, min=0, description="Same seed, image and settings: same geometry"),
         **_option_annotations(panel_properties(RequestKind.GENERATE)),
+        "enhance": PointerProperty(type=Lift3DEnhanceSettings, name="Enhance Render"),
+        "texture": PointerProperty(type=Lift3DTextureSettings, name="Texture Selected"),
     }
 
     def options(self) -> dict[str, object]:
@@ -51,7 +98,7 @@ class Lift3DSettings(bpy.types.PropertyGroup):
         return request_options(RequestKind.GENERATE, lambda attr: getattr(self, attr))
 
 
-CLASSES = (Lift3DSettings,)
+CLASSES = (Lift3DEnhanceSettings, Lift3DTextureSettings, Lift3DSettings)
 
 
 def register() -> None:

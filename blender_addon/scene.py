@@ -1,5 +1,6 @@
-"""Carrying out a job's effects (`core.effects`) on the scene: the only place the job's decisions
-touch bpy. Runs on the main thread, from the session's timer tick."""
+"""Carrying out a job's effects (`core.effects`) on the scene, the file's images and a textured
+object's materials (through `texture`): the only place the job's decisions touch bpy. Runs on the
+main thread, from the session's timer tick."""
 
 from __future__ import annotations
 
@@ -9,16 +10,19 @@ from typing import TYPE_CHECKING
 import bpy
 import numpy as np
 
-from . import importer, preview
+from . import enhance, importer, preview, texture
 from .core.effects import (
+    BuildImage,
     BuildMesh,
     Disconnect,
     Effect,
     JobMesh,
     ObjectRef,
     ObjectWithUid,
+    PaintTexture,
     PreviewOf,
     Remove,
+    RevertTexture,
     SendCancel,
     ShowError,
     ShowPreview,
@@ -37,6 +41,12 @@ def carry_out(session: Session, job: Job, effects: list[Effect]) -> None:
             _show_preview(job, effect, session.preview_points)
         elif isinstance(effect, BuildMesh):
             _build(job, effect)
+        elif isinstance(effect, BuildImage):
+            _build_image(job, effect)
+        elif isinstance(effect, PaintTexture):
+            texture.paint(job, effect)
+        elif isinstance(effect, RevertTexture):
+            texture.revert(job)
         elif isinstance(effect, Remove):
             remove(effect.target)
         elif isinstance(effect, SendCancel):
@@ -110,6 +120,16 @@ def _build(job: Job, effect: BuildMesh) -> None:
         ob.name = effect.name  # the untextured mesh held the name until it was removed just now
     job.mesh_built(mesh.kind, ob.name, mesh.metadata)
     _select_only(ob)
+
+
+def _build_image(job: Job, effect: BuildImage) -> None:
+    try:
+        image = enhance.build_image(effect.name, effect.pixels, effect.properties)
+    except (ValueError, RuntimeError, MemoryError, TypeError) as exc:
+        traceback.print_exc()
+        job.image_failed(str(exc))
+        return
+    job.image_built(image.name)
 
 
 def _collection(job: Job):

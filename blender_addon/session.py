@@ -17,10 +17,19 @@ import bpy
 
 from . import preview, scene
 from .core.effects import LinkStatus
-from .core.jobs import START_HINT, Job, JobRequest, newest_previews_only
+from .core.jobs import (
+    START_HINT,
+    EnhanceRequest,
+    Job,
+    JobRequest,
+    TextureRequest,
+    backend_offers,
+    newest_previews_only,
+    not_offered,
+)
 from .core.launcher import BackendProcess, is_listening, is_local, tcp_host_port
 from .core.panel_options import split_supported
-from .core.wire import Client, ConnectionState, CurveKeys, ProtocolError
+from .core.wire import Client, ConnectionState, CurveKeys, ProtocolError, RequestKind, protocol
 
 POLL_BUDGET_MS = 10.0
 ACTIVE_INTERVAL_S = 0.05   # while a job runs: previews at up to 20 Hz
@@ -170,27 +179,59 @@ class Session:
 
     # -- jobs ------------------------------------------------------------------------------
 
-    def submit(self, request: JobRequest) -> Job:
+    def submit(self, request: JobRequest | EnhanceRequest | TextureRequest) -> Job:
+        """Send a Generate, an Enhance or a Texture. A kind newer than Generate goes only to a backend whose
+        welcome lists it: refused at once when the welcome is here and lacks it; held until the
+        welcome arrives (the next ticks) when it is not here yet."""
         if self.busy:
             raise RuntimeError("a job is already running")
         if self.client is None:
             raise ConnectError("not connected", START_HINT)
         job = Job(request)
         welcome = self.client.welcome
+        if welcome is not None and not backend_offers(request.kind, welcome.request_kinds):
+            raise ConnectError(*not_offered(request.kind, welcome.backend_version))
+        if welcome is not None or request.kind == RequestKind.GENERATE:
+            self._send(job)
+        self.job, self.last_job, self.error, self.job_client = job, None, None, self.client
+        return job
+
+    def _send(self, job: Job) -> None:
+        """Send the job's request now; raises ConnectError when it cannot be sent."""
+        request, welcome = job.request, self.client.welcome
         # A backend older than this add-on does not know every option; it says which it knows.
         options, unknown = split_supported(request.options, welcome.options if welcome is not None else [])
         try:
-            job_id = self.client.submit(request.image, request.prompt, quality=request.quality, seed=request.seed,
-                                        options=options)
+            if isinstance(request, EnhanceRequest):
+                job_id = self.client.enhance(request.image, reference=request.reference, seed=request.seed,
+                                             options=options)
+            elif isinstance(request, TextureRequest):
+                job_id = _send_texture(self.client, request, options)
+            else:
+                job_id = self.client.submit(request.image, request.prompt, quality=request.quality,
+                                            seed=request.seed, options=options)
         except ProtocolError as exc:
-            raise ConnectError(f"the request was refused before sending: {exc}",
-                               "Scale the image down or save it as JPEG, and keep the prompt short.") from exc
+            hint = ("Decimate the mesh (or a copy), scale the reference image down, and keep the prompt short."
+                    if isinstance(request, TextureRequest) else
+                    "Scale the image down or save it as JPEG, and keep the prompt short.")
+            raise ConnectError(f"the request was refused before sending: {exc}", hint) from exc
         except ConnectionError as exc:
             raise ConnectError(str(exc), START_HINT) from exc
         job.submitted(job_id, welcomed=welcome is not None)
         job.ignored_options = unknown
-        self.job, self.last_job, self.error, self.job_client = job, None, None, self.client
-        return job
+
+    def _send_when_welcomed(self, job: Job) -> None:
+        """A job held for the welcome: send it once the backend has said what it serves."""
+        client = self.client
+        if client is None or client is not self.job_client or client.welcome is None:
+            return  # still connecting (or the connection changed: liveness fails the job)
+        if not backend_offers(job.request.kind, client.welcome.request_kinds):
+            job.fail(*not_offered(job.request.kind, client.welcome.backend_version), here=False)
+            return
+        try:
+            self._send(job)
+        except ConnectError as exc:
+            job.fail(str(exc), exc.hint, here=False)
 
     def cancel(self) -> None:
         job = self.job
@@ -213,8 +254,13 @@ class Session:
         if self.client is not None:
             envelopes = self.client.poll(budget_ms=POLL_BUDGET_MS)
         job = self.job
+        if job is not None and job.awaiting_send:
+            self._send_when_welcomed(job)
+        if job is not None and job.deferred is not None:  # a texture result waiting for Edit Mode to end
+            scene.carry_out(self, job, job.take_deferred())
         if job is not None:
-            for message in newest_previews_only([e.message for e in envelopes if e.job_id == job.id]):
+            mine = [e.message for e in envelopes if job.id is not None and e.job_id == job.id]
+            for message in newest_previews_only(mine):
                 scene.carry_out(self, job, job.apply(message))
             scene.carry_out(self, job, job.check_liveness(time.monotonic(), self._link_status(job)))
             if job.finished:
@@ -245,6 +291,13 @@ class Session:
         """Leave the scene consistent (the job decides how) and keep the job for the panel."""
         scene.carry_out(self, job, job.finish(time.monotonic(), scene.geometry_present(job)))
         self.job, self.last_job = None, job
+
+
+def _send_texture(client: Client, request: TextureRequest, options: dict) -> str:
+    """Send a `texture` request; returns the job id."""
+    mesh = request.mesh
+    return client.texture(mesh.vertices, mesh.faces, request.prompt, uvs=mesh.uvs, normals=mesh.normals,
+                          image=request.image, seed=request.seed, options=options)
 
 
 # -- the process-wide session and its timer ---------------------------------------------------

@@ -63,6 +63,46 @@ class BuildMesh:
 
 
 @dataclass(frozen=True)
+class BuildImage:
+    """Make `pixels` (an enhance job's result, [H, W, 3|4] uint8, top row first) a new image
+    datablock called `name` (Blender may add .001), packed into the .blend, with `properties` as
+    custom properties. Report back with `Job.image_built` or `Job.image_failed`; on failure nothing
+    may be left behind."""
+
+    job_id: str
+    pixels: Any  # numpy array, [H, W, 3|4] uint8
+    name: str
+    properties: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PaintTexture:
+    """Show `pixels` (a texture job's texture, [H, W, 3] uint8, top row first) on the job's object:
+    the first one makes the image (packed once final) and wires it into the material (a new one, or
+    the active one's Principled BSDF Base Color, as the request says); later ones replace its pixels.
+    `final`: the result, at full size. `uvs` ([F, 3, 2] per sent triangle corner, with the first
+    preview and with the result) go into a new UV layer the texture then shows on; None when the
+    sent UV layer was kept (or, for later previews, was already written); `properties` go on the object. Report back with
+    `Job.texture_painted`, `Job.texture_failed` or `Job.texture_waiting`; on failure everything the
+    job changed is undone first."""
+
+    job_id: str
+    pixels: Any  # numpy array, [H, W, 3] uint8
+    final: bool = False
+    uvs: Any = None  # numpy array, [F, 3, 2] float32, or None
+    image_name: str = ""
+    properties: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class RevertTexture:
+    """Put the job's object back as it was before its first `PaintTexture`: material slot and links,
+    no image, material, nodes or UV layer of the job's (a cancelled or failed texture job)."""
+
+    job_id: str
+
+
+@dataclass(frozen=True)
 class Remove:
     target: ObjectRef
 
@@ -94,7 +134,8 @@ class ShowError:
     hint: str = ""
 
 
-Effect = ShowPreview | BuildMesh | Remove | SendCancel | Disconnect | UndoStep | ShowError
+Effect = (ShowPreview | BuildMesh | BuildImage | PaintTexture | RevertTexture | Remove | SendCancel | Disconnect
+          | UndoStep | ShowError)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from .wire import image_format, protocol
 
 MAX_SIDE = protocol.limits.MAX_IMAGE_SIDE
 MAX_PIXELS = protocol.limits.MAX_IMAGE_PIXELS
+MAX_ENHANCE_SIDE = protocol.limits.MAX_ENHANCE_SIDE
 
 
 class ImageSourceError(ValueError):
@@ -57,15 +58,31 @@ def unsendable(image) -> str | None:
     return None
 
 
-def image_bytes(image) -> bytes:  # image: bpy.types.Image
-    """The bytes to send for `image`; raises ImageSourceError with an actionable message."""
+def png_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of a PNG file from its header."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR" or len(data) < 24:
+        raise ImageSourceError("the image is not a PNG file")
+    return struct.unpack(">II", data[16:24])
+
+
+def check_enhance_size(width: int, height: int) -> None:
+    check_size(width, height)
+    if width > MAX_ENHANCE_SIDE or height > MAX_ENHANCE_SIDE:
+        raise ImageSourceError(f"the image is {width} × {height} pixels; Enhance accepts up to {MAX_ENHANCE_SIDE} "
+                               f"a side. Lower the render resolution (Output Properties > Format) or scale the "
+                               f"image down first.")
+
+
+def image_bytes(image, formats: tuple[str, ...] = ("png", "jpeg", "webp")) -> bytes:  # image: bpy.types.Image
+    """The bytes to send for `image`; raises ImageSourceError with an actionable message. A file in
+    one of `formats` goes as it is; anything else is encoded to PNG from the pixels."""
     reason = unsendable(image)
     if reason:
         raise ImageSourceError(reason)
     # Painted or edited since it was loaded: the pixels, not the file, are what the artist sees.
     if not image.is_dirty:
         data = _file_bytes(image)
-        if data is not None:
+        if data is not None and image_format(data) in formats:
             check_size(*image.size)
             return data
     width, height = image.size
@@ -78,6 +95,16 @@ def image_bytes(image) -> bytes:  # image: bpy.types.Image
         rgba = rgba.copy()
         rgba[..., :3] = linear_to_srgb(rgba[..., :3])
     return encode_png((np.clip(rgba, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
+
+
+def enhance_bytes(image) -> tuple[bytes, tuple[int, int]]:
+    """(PNG bytes, (width, height)) to send for an Enhance of `image`: a PNG file as it is, anything
+    else encoded from the pixels Blender shows (a JPEG's EXIF rotation, which Blender does not
+    apply, must not turn the result), so the result has exactly the image's size."""
+    data = image_bytes(image, formats=("png",))
+    size = png_size(data)
+    check_enhance_size(*size)
+    return data, size
 
 
 def _file_bytes(image) -> bytes | None:

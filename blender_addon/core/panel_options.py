@@ -38,18 +38,20 @@ class PanelProperty:
 
 
 def panel_properties(kind: RequestKind) -> list[PanelProperty]:
-    return [_panel_property(spec) for spec in options.options_for(kind)]
+    return [_panel_property(spec, kind) for spec in options.options_for(kind)]
 
 
-def _panel_property(spec: OptionSpec) -> PanelProperty:
+def _panel_property(spec: OptionSpec, kind: RequestKind) -> PanelProperty:
     start = spec.initial if spec.preset_decides else spec.default
     name = spec.label + (" (°)" if spec.unit == "deg" else "")
-    description = spec.help + (" Unticked: the quality preset decides." if spec.preset_decides else "")
+    description = spec.help + (f" Unticked: {spec.when_unset(kind)}." if spec.preset_decides else "")
     keywords: dict[str, Any] = {"name": name, "description": description}
     if spec.kind == "bool":
         return PanelProperty(spec, "BOOL", {**keywords, "default": bool(start)})
     if spec.kind == "choice":
-        items = [(enum_id(c.value), c.label, c.description or c.label) for c in spec.choices]
+        allowed = spec.values_for(kind)  # a value this kind refuses is never offered
+        items = [(enum_id(c.value), c.label, c.description or c.label) for c in spec.choices if c.value in allowed]
+        start = start if start in allowed else allowed[0]
         return PanelProperty(spec, "ENUM", {**keywords, "items": items, "default": enum_id(start)})
     bounds = {"min": spec.minimum, "max": spec.maximum}
     if spec.kind == "int":
@@ -83,7 +85,7 @@ def request_options(kind: RequestKind, read: Callable[[str], Any]) -> dict[str, 
         value = float(value) if spec.kind == "float" else int(value) if spec.kind == "int" else value
         if prop.toggle is None and value == spec.default:
             continue
-        out[spec.name] = spec.check(value)
+        out[spec.name] = spec.check_for(kind, value)
     return out
 
 

@@ -29,7 +29,10 @@ def test_every_option_has_a_panel_property_with_the_tables_range_and_help():
     assert faces.toggle == "use_faces" and "quality preset decides" in faces.keywords["description"]
     assert props["texture_size"].keywords["items"][0] == ("256", "256²", "256 × 256 texture")
     assert props["elevation"].keywords["name"] == "Input elevation (°)" and props["elevation"].toggle is None
-    assert props["fixer"].bpy_type == "BOOL" and props["fixer"].keywords["default"] is False
+    fixer = props["fixer"]
+    assert fixer.bpy_type == "ENUM" and fixer.toggle == "use_fixer" and fixer.keywords["default"] == "difix-ref"
+    assert [item[0] for item in fixer.keywords["items"]] == ["off", "difix", "difix-ref", "sd-turbo"]
+    assert props["progressive_fix"].bpy_type == "BOOL" and props["progressive_fix"].toggle == "use_progressive_fix"
     for prop in props.values():
         assert prop.keywords["description"].startswith(prop.option.help)
 
@@ -41,9 +44,9 @@ def test_untouched_settings_send_no_options():
 def test_changed_settings_send_exactly_what_was_changed_and_the_backend_accepts_it():
     values = defaults()
     values.update(use_faces=True, faces=500, use_texture_size=True, texture_size="4096", elevation=25.0,
-                  fixer=True, segmentation=False, texture_steps=0)  # texture_steps untouched: no override
+                  use_fixer=True, fixer="difix", segmentation=False, texture_steps=0)  # no override: not sent
     options = request_options(GENERATE, values.__getitem__)
-    assert options == {"faces": 500, "texture_size": 4096, "elevation": 25.0, "fixer": True, "segmentation": False}
+    assert options == {"faces": 500, "texture_size": 4096, "elevation": 25.0, "fixer": "difix", "segmentation": False}
     assert validate_options(GENERATE, options) == options
 
 
