@@ -6,6 +6,10 @@ are continuous across UV seams and exactly defined in 3D:
 - `globe`:   a sphere with smooth latitude/longitude colour bands (convex, low frequency).
 - `torus`:   a tilted torus whose hue runs around the ring (non-convex: a see-through hole).
 - `checker`: a rotated cube with an 8×8 checkerboard on every face (fine texture detail, sharp edges).
+- `cup`:     an open cup with a handle, upright (a cavity whose inside and floor the views above see;
+             a thin handle that must stay attached).
+- `bowl`:    a thin open bowl (a shallow cavity with a thin rim).
+- `chair`:   a seat, a back and four thin legs (thin parts that must stay attached).
 
 `load_glb(path)` brings any textured GLB in, normalised to the same size.
 """
@@ -73,11 +77,115 @@ def _textured(mesh: trimesh.Trimesh, colour: Callable[[Tensor], Tensor], texture
     return TexturedMesh(vertices @ rotation.T, faces, uvs, fill_from_nearest(texture, inside), normals @ rotation.T)
 
 
+def _tube_arc(centre: np.ndarray, radius: float, start_deg: float, end_deg: float, thickness: float,
+              sections: int = 24, sides: int = 12) -> trimesh.Trimesh:
+    """A round tube of radius `thickness` along an arc in the XZ plane around `centre`, from
+    `start_deg` to `end_deg` (0° = +X), with flat end caps: a closed, watertight handle."""
+    angles = np.radians(np.linspace(start_deg, end_deg, sections + 1))
+    around = np.linspace(0, 2 * np.pi, sides, endpoint=False)
+    rings = []
+    for a in angles:
+        direction = np.array([math.cos(a), 0.0, math.sin(a)])
+        spine = centre + radius * direction
+        # The tube's cross-section: in the plane spanned by the radial direction and the Y axis.
+        rings.append(spine + thickness * (np.cos(around)[:, None] * direction + np.sin(around)[:, None] * [0, 1, 0]))
+    vertices = np.concatenate(rings + [[centre + radius * np.array([math.cos(angles[0]), 0, math.sin(angles[0])])],
+                                       [centre + radius * np.array([math.cos(angles[-1]), 0, math.sin(angles[-1])])]])
+    faces = []
+    for i in range(sections):
+        for j in range(sides):
+            a0, a1 = i * sides + j, i * sides + (j + 1) % sides
+            b0, b1 = a0 + sides, a1 + sides
+            faces += [[a0, b0, a1], [a1, b0, b1]]
+    first, last = len(vertices) - 2, len(vertices) - 1
+    for j in range(sides):
+        faces.append([first, (j + 1) % sides, j])
+        faces.append([last, sections * sides + j, sections * sides + (j + 1) % sides])
+    mesh = trimesh.Trimesh(vertices, np.array(faces), process=True)
+    trimesh.repair.fix_normals(mesh)
+    return mesh
+
+
+# Cup proportions (before normalisation): outer radius, wall, floor, height.
+CUP_RADIUS, CUP_WALL, CUP_FLOOR, CUP_HEIGHT = 0.32, 0.04, 0.06, 0.8
+
+
+def cup_mesh() -> trimesh.Trimesh:
+    """An open cup (revolved wall + floor, watertight) and a C-shaped handle whose ends sink into
+    the wall: two watertight components, like a modelled mug."""
+    r, w, f, h = CUP_RADIUS, CUP_WALL, CUP_FLOOR, CUP_HEIGHT
+    profile = np.array([[0, 0], [r, 0], [r, h], [r - w, h], [r - w, f], [0, f]])
+    body = trimesh.creation.revolve(profile, sections=64)
+    # The arc's ends sit inside the wall (x between r − w and r), so the handle is attached
+    # without poking into the cup.
+    handle = _tube_arc(np.array([r, 0.0, h / 2]), 0.2, -92, 92, 0.028)
+    return trimesh.util.concatenate([body, handle])
+
+
+def bowl_mesh() -> trimesh.Trimesh:
+    """A thin open bowl: a revolved spherical shell cut at its rim, with a flat foot."""
+    outer, wall = 0.5, 0.03
+    angles = np.radians(np.linspace(-90, -10, 24))
+    outside = np.stack([outer * np.cos(angles), outer * np.sin(angles)], 1)
+    inside = np.stack([(outer - wall) * np.cos(angles[::-1]), (outer - wall) * np.sin(angles[::-1])], 1)
+    profile = np.concatenate([[[0, -outer]], outside[1:], inside[:-1], [[0, -outer + wall]]])
+    return trimesh.creation.revolve(profile, sections=64)
+
+
+CHAIR_LEG = 0.045  # the legs' side: thin against the object's size (≈ 1)
+
+
+def chair_mesh() -> trimesh.Trimesh:
+    """A seat, a back and four thin legs, each a box overlapping the seat: six watertight parts."""
+    seat = trimesh.creation.box(extents=(0.6, 0.6, 0.06), transform=trimesh.transformations.translation_matrix(
+        (0, 0, 0.45)))
+    back = trimesh.creation.box(extents=(0.6, 0.06, 0.55), transform=trimesh.transformations.translation_matrix(
+        (0, 0.27, 0.75)))
+    legs = [trimesh.creation.box(extents=(CHAIR_LEG, CHAIR_LEG, 0.47),
+                                 transform=trimesh.transformations.translation_matrix((x, y, 0.22)))
+            for x in (-0.26, 0.26) for y in (-0.26, 0.26)]
+    return trimesh.util.concatenate([seat, back, *legs])
+
+
+def _cup_colour(p: Tensor) -> Tensor:
+    """Glazed stripes by height outside, a lighter glaze inside (the cavity is told apart)."""
+    radial = p[:, :2].norm(dim=-1)
+    stripes = 0.5 + 0.5 * torch.cos(p[:, 2] * 40)[:, None]
+    outside = _hsv(torch.full_like(radial, 0.02), 0.7, 0.85) * (0.7 + 0.3 * stripes)
+    inside = torch.tensor([0.92, 0.88, 0.75]).expand(len(p), 3)
+    return torch.where((radial < radial.max() * 0.6)[:, None] & (p[:, 2] > p[:, 2].min() + 0.02)[:, None],
+                       inside, outside).clamp(0, 1)
+
+
+def _bowl_colour(p: Tensor) -> Tensor:
+    angle = torch.atan2(p[:, 1], p[:, 0])
+    return _hsv((angle / (2 * math.pi) * 3) % 1.0, 0.5, 0.9)
+
+
+def _chair_colour(p: Tensor) -> Tensor:
+    grain = 0.75 + 0.25 * torch.sin(p[:, 0] * 60 + 8 * torch.sin(p[:, 2] * 9))[:, None]
+    return (torch.tensor([0.62, 0.40, 0.22]) * grain).clamp(0, 1)
+
+
 def _rotation(axis: tuple[float, float, float], degrees: float) -> np.ndarray:
     return trimesh.transformations.rotation_matrix(math.radians(degrees), axis)
 
 
-def build_objects(texture_size: int = TEXTURE_SIZE) -> dict[str, TexturedMesh]:
+OBJECT_NAMES = ("globe", "torus", "checker", "cup", "bowl", "chair")
+
+
+def build_objects(texture_size: int = TEXTURE_SIZE, names: tuple[str, ...] | list[str] | None = None
+                  ) -> dict[str, TexturedMesh]:
+    """The built-in objects (all of them, or those `names`), in OBJECT_NAMES's order."""
+    wanted = OBJECT_NAMES if names is None else tuple(names)
+    unknown = sorted(set(wanted) - set(OBJECT_NAMES))
+    if unknown:
+        raise ValueError(f"unknown objects {unknown}; built-in: {', '.join(OBJECT_NAMES)}")
+    builders = _builders(texture_size)
+    return {name: builders[name]() for name in OBJECT_NAMES if name in wanted}
+
+
+def _builders(texture_size: int) -> dict[str, Callable[[], TexturedMesh]]:
     globe = trimesh.creation.icosphere(subdivisions=4)
     torus = trimesh.creation.torus(0.35, 0.13, major_sections=64, minor_sections=24)
     cube = trimesh.creation.box(extents=(1.0, 1.0, 1.0)).subdivide().subdivide()
@@ -87,10 +195,16 @@ def build_objects(texture_size: int = TEXTURE_SIZE) -> dict[str, TexturedMesh]:
         # Squares aligned with the cube's faces; the offset keeps cell borders off the cube's edges.
         return _checker_colour(p + edge / 2 + 1e-4, edge / CHECKER_SQUARES)
 
+    # The handle and the chair's back face the views from the side (azimuth 90°), not head-on.
     return {
-        "globe": _textured(globe, _globe_colour, texture_size, np.eye(4)),
-        "torus": _textured(torus, _torus_colour, texture_size, _rotation((1, 0, 0), 55) @ _rotation((0, 0, 1), 20)),
-        "checker": _textured(cube, checker, texture_size, _rotation((0, 0, 1), 35) @ _rotation((1, 0, 0), 20)),
+        "globe": lambda: _textured(globe, _globe_colour, texture_size, np.eye(4)),
+        "torus": lambda: _textured(torus, _torus_colour, texture_size,
+                                   _rotation((1, 0, 0), 55) @ _rotation((0, 0, 1), 20)),
+        "checker": lambda: _textured(cube, checker, texture_size,
+                                     _rotation((0, 0, 1), 35) @ _rotation((1, 0, 0), 20)),
+        "cup": lambda: _textured(cup_mesh(), _cup_colour, texture_size, _rotation((0, 0, 1), 60)),
+        "bowl": lambda: _textured(bowl_mesh(), _bowl_colour, texture_size, np.eye(4)),
+        "chair": lambda: _textured(chair_mesh(), _chair_colour, texture_size, _rotation((0, 0, 1), 150)),
     }
 
 

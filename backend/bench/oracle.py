@@ -158,7 +158,7 @@ def main(args: argparse.Namespace) -> int:
     from PIL import Image
 
     torch.manual_seed(args.seed)
-    objects = build_objects()
+    objects = build_objects(names=args.objects)
     geometry = replace(STANDARD.geometry, steps=args.steps, render_sizes=(args.size // 2, args.size, args.size))
     texture = replace(STANDARD.texture, steps=args.texture_steps, render_size=args.size)
     variants = {"full": geometry}

@@ -30,7 +30,7 @@ from PIL import Image
 from backend.geometry.cameras import orbit_cameras
 from backend.geometry.textured_mesh import TexturedMesh, render_mesh
 
-from .objects import build_objects, load_glb
+from .objects import OBJECT_NAMES, build_objects, load_glb
 
 VARIANTS = ("exact", "inconsistent")
 HELD_OUT = ((20.0, 30.0), (-20.0, 110.0), (45.0, 200.0), (10.0, 290.0), (60.0, 160.0), (-35.0, 250.0),
@@ -117,7 +117,7 @@ def run_one(name: str, truth: TexturedMesh, variant: str, args: argparse.Namespa
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--objects", nargs="*", default=["globe", "torus", "checker"],
-                        help="built-in objects (globe, torus, checker)")
+                        help=f"built-in objects ({', '.join(OBJECT_NAMES)})")
     parser.add_argument("--mesh", type=Path, action="append", default=[], help="a textured GLB to add (repeatable)")
     parser.add_argument("--variants", nargs="*", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--texture-size", type=int, default=1024)
@@ -132,10 +132,10 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    objects = {name: mesh for name, mesh in build_objects(args.texture_size).items() if name in args.objects}
-    unknown = set(args.objects) - set(objects)
+    unknown = set(args.objects) - set(OBJECT_NAMES)
     if unknown:
-        raise SystemExit(f"unknown objects: {', '.join(sorted(unknown))} (built-in: globe, torus, checker)")
+        raise SystemExit(f"unknown objects: {', '.join(sorted(unknown))} (built-in: {', '.join(OBJECT_NAMES)})")
+    objects = build_objects(args.texture_size, args.objects)
     for path in args.mesh:
         objects[path.stem] = load_glb(path, args.texture_size)
     print("ORACLE EVIDENCE: ground-truth renders stand in for the depth-conditioned generator; these figures "

@@ -16,7 +16,7 @@ from backend.geometry.progressive_fix import FixSchedule
 
 @pytest.fixture(scope="module")
 def checker():
-    return build_objects(texture_size=128)["checker"]
+    return build_objects(texture_size=128, names=["checker"])["checker"]
 
 
 def test_the_oracle_returns_the_truth_at_the_requested_pose_and_the_blurring_oracle_blurs_it(checker):
@@ -48,7 +48,7 @@ def test_oracle_fixing_raises_the_held_out_psnr_of_a_sparse_fit():
     same fit from the same start, without and with progressive fixing by a perfect fixer. A run
     this short gives the fixed views few steps, so the schedule starts earlier and leans on them
     harder than the benchmark's (there: +1.5 to +2.5 dB at 256², 500 steps)."""
-    torus = build_objects(texture_size=128)["torus"]
+    torus = build_objects(texture_size=128, names=["torus"])["torus"]
     schedule = FixSchedule(first=0.2, rounds=4, views=6, weight=1.0, probability=0.5)
     results = {}
     for variant in ("none", "oracle"):

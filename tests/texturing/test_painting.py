@@ -28,7 +28,7 @@ TEXTURE, VIEW = 256, 128
 
 @pytest.fixture(scope="module")
 def objects():
-    return build_objects(TEXTURE)
+    return build_objects(TEXTURE, ["globe", "checker"])
 
 
 def prepare(truth: TexturedMesh, views: int = 10):
