@@ -327,6 +327,18 @@ def variant_fixer(variant: str, truth: TexturedMesh, blur_sigma_px: float = BLUR
     raise ValueError(f"unknown fix variant {variant!r}; choose from {FIX_VARIANTS}")
 
 
+def true_inverse_depth(truth: TexturedMesh, cameras: cm.Cameras) -> torch.Tensor:
+    """ORACLE depth: the true mesh's inverse depth [C, H, W] at `cameras` (0 off the object), what
+    `--depth-weight` feeds stage 1's scale-and-shift-invariant depth loss in place of a monocular
+    depth model."""
+    from backend.geometry import mesh_raster
+
+    with torch.no_grad():
+        fragments = mesh_raster.rasterize(truth.vertices, truth.faces, cameras.viewmats, cameras.Ks, cameras.width,
+                                          cameras.height, backend="torch")
+    return torch.where(fragments.mask, 1.0 / fragments.depth.clamp_min(1e-6), 0.0)
+
+
 def held_out_cameras(size: int) -> cm.Cameras:
     return cm.orbit_cameras(HELD_OUT_ELEVATIONS, HELD_OUT_AZIMUTHS, cm.DEFAULT_RADIUS, width=size, height=size)
 
@@ -361,8 +373,9 @@ def reconstruct_object(name: str, truth: TexturedMesh, *, size: int, fit: FitCon
     # the multi-view images too): few-view fits that start in a ball float texture off-surface.
     gaussians = gs.from_visual_hull(train, seen_alpha[..., 0], initial_gaussians, extent=HULL_EXTENT,
                                     generator=torch.Generator().manual_seed(fit.seed))
+    depths = true_inverse_depth(truth, train) if fit.depth_weight > 0 else None
     fit_to_views(gaussians, train, seen_rgb, seen_alpha[..., 0], fit, backend="torch", progressive=progressive,
-                 on_round=on_round)
+                 on_round=on_round, depths=depths)
     fit_s = time.perf_counter() - t0
     log(f"  {name} [{variant}]: fitted {len(gaussians)} Gaussians in {fit_s:.1f} s")
     fix: dict = {}
@@ -516,6 +529,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=500, help="Gaussian fitting steps per object")
     parser.add_argument("--gaussians", type=int, default=4000, help="initial number of Gaussians")
     parser.add_argument("--out", type=Path, default=Path("bench-results/reconstruct"))
+    parser.add_argument("--depth-weight", type=float, default=0.0,
+                        help="ORACLE depth: weight of stage 1's scale-and-shift-invariant depth loss against the "
+                             "true depth of the training views (0: appearance and silhouette only)")
     fix = parser.add_argument_group("progressive fixing (ORACLE EVIDENCE: ground truth stands in for the fixer)")
     fix.add_argument("--progressive", action="store_true",
                      help="fit every object three times: no fix | oracle fixer | blurring oracle, side by side")
@@ -543,7 +559,7 @@ def main(args: argparse.Namespace) -> int:
     objects = build_objects(names=args.objects)
     for path in args.mesh:
         objects[path.stem] = load_glb(path)
-    fit = FitConfig(steps=args.steps)
+    fit = FitConfig(steps=args.steps, depth_weight=args.depth_weight)
     mesh_config = MeshStageConfig()
     variants = (tuple(args.variants) if args.variants else FIX_VARIANTS) if args.progressive else ("none",)
     schedule = FixSchedule(first=args.fix_first, rounds=args.fix_rounds, views=args.fix_views, shift=args.fix_shift,

@@ -110,6 +110,9 @@ class FitConfig:
     views_per_step: int = 2
     mask_weight: float = 1.0
     """Weight of the L1 between rendered alpha and the target mask (silhouette supervision)."""
+    depth_weight: float = 0.0
+    """Weight of 1 − Pearson(rendered depth, target inverse depth) inside the mask, when depth
+    targets are given (stage 1's monocular-depth term: invariant to their scale and shift)."""
     optim: OptimConfig = field(default_factory=OptimConfig)
     seed: int = 0
 
@@ -119,8 +122,9 @@ def fit_to_views(gaussians: Gaussians, cameras: Cameras, images: Tensor, masks: 
                  on_step: Callable[[int, float], None] | None = None,
                  progressive: ProgressiveFix | None = None,
                  on_round: Callable[[RoundReport], None] | None = None,
-                 check: Callable[[], None] | None = None) -> list[float]:
-    """Fit `gaussians` in place to images [C,H,W,3] and masks [C,H,W] seen by `cameras`.
+                 check: Callable[[], None] | None = None, depths: Tensor | None = None) -> list[float]:
+    """Fit `gaussians` in place to images [C,H,W,3] and masks [C,H,W] seen by `cameras` (and,
+    with `depths` [C,H,W] inverse depth and `config.depth_weight`, their depth up to scale and shift).
 
     Each step renders a random subset of views over a random background colour (so the alpha has
     to be right, not just the colour), takes an L1 on RGB plus a mask L1, and densifies.
@@ -159,6 +163,12 @@ def fit_to_views(gaussians: Gaussians, cameras: Cameras, images: Tensor, masks: 
         n = len(views)
         loss = (render.rgb[:n] - target).abs().mean() + \
             config.mask_weight * (render.alpha[:n, ..., 0] - masks[views]).abs().mean()
+        if depths is not None and config.depth_weight > 0:
+            from ..stages.losses import pearson_depth_loss
+
+            loss = loss + config.depth_weight * sum(
+                pearson_depth_loss(render.depth[i, ..., 0], depths[view], masks[view] > 0.5)
+                for i, view in enumerate(views.tolist())) / n
         if fixed is not None:
             loss = loss + progressive.loss(render.rgb[n], fixed, "l1")
         trainer.before_backward(step, render)

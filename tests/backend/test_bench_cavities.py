@@ -68,3 +68,13 @@ def test_part_attachment_and_the_floor_probe_tell_a_broken_mesh_from_a_whole_one
         (float(body.bounds[:, 0].mean()), float(body.bounds[:, 1].mean()), top)))
     closed = as_textured(trimesh.util.concatenate([body, lid]))
     assert reconstruct.floor_error(closed, truth) > 0.5
+
+
+def test_the_oracle_depth_is_the_true_inverse_depth_of_the_training_views():
+    truth = build_objects(texture_size=32, names=["bowl"])["bowl"]
+    cameras = reconstruct.training_cameras(32)
+    inverse = reconstruct.true_inverse_depth(truth, cameras)
+    assert inverse.shape == (7, 32, 32) and (inverse >= 0).all()
+    seen = inverse > 0
+    # The camera orbits at radius 2 around an object inside a ball of radius 0.5.
+    assert ((1 / inverse[seen]) > 1.4).all() and ((1 / inverse[seen]) < 2.6).all()

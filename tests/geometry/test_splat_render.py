@@ -132,3 +132,24 @@ def test_gsplat_and_torch_renderers_agree():
     mse = (a.rgb - b.rgb).square().mean().item()
     assert 10 * math.log10(1 / max(mse, 1e-20)) >= 40
     assert torch.equal(a.meta["radii"].cpu(), b.meta["radii"].cpu())
+
+
+def test_depth_targets_pull_the_fit_toward_the_true_depth():
+    from backend.stages.losses import pearson_depth_loss
+
+    truth = gs.random_in_sphere(300, 0.45, opacity=0.9, generator=torch.Generator().manual_seed(3))
+    truth.params["scales"].data += 0.7
+    cams, images, masks = _target_scene()
+    with torch.no_grad():
+        depth = render_splats(truth, cams, backend="torch").depth[..., 0]
+    inverse = torch.where(masks > 0.5, 1.0 / depth.clamp_min(1e-6), 0.0)
+
+    def depth_error(weight: float) -> float:
+        start = gs.random_in_sphere(150, 0.5, generator=torch.Generator().manual_seed(5))
+        fit_to_views(start, cams, images, masks, FitConfig(steps=60, depth_weight=weight), backend="torch",
+                     depths=inverse)
+        with torch.no_grad():
+            rendered = render_splats(start, cams, backend="torch").depth[..., 0]
+        return sum(float(pearson_depth_loss(rendered[c], inverse[c], masks[c] > 0.5)) for c in range(len(cams)))
+
+    assert depth_error(0.5) < 0.8 * depth_error(0.0)
