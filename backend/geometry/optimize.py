@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from .cameras import Cameras
+from .depth_loss import pearson_depth_loss
 from .gaussians import Gaussians
 from .progressive_fix import ProgressiveFix, RoundReport
 from .splat import SplatRender, render_splats
@@ -164,8 +165,6 @@ def fit_to_views(gaussians: Gaussians, cameras: Cameras, images: Tensor, masks: 
         loss = (render.rgb[:n] - target).abs().mean() + \
             config.mask_weight * (render.alpha[:n, ..., 0] - masks[views]).abs().mean()
         if depths is not None and config.depth_weight > 0:
-            from ..stages.losses import pearson_depth_loss
-
             loss = loss + config.depth_weight * sum(
                 pearson_depth_loss(render.depth[i, ..., 0], depths[view], masks[view] > 0.5)
                 for i, view in enumerate(views.tolist())) / n
