@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from protocol import RequestKind
-from protocol.options import OptionError, options_for
+from protocol.options import TEXTURE_REQUEST_SIZE, OptionError, option, options_for
 
 from .generate import (EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED, _peak_memory, _ProgressBar, fail, open_registry,
                        parse_options)
@@ -30,8 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("mesh", type=Path, help="the mesh to texture: GLB/glTF (also OBJ, PLY, STL through trimesh)")
     parser.add_argument("--prompt", required=True, help="what the texture should show")
     parser.add_argument("--image", type=Path, help="optional reference image (PNG, JPEG or WebP) steering the look")
-    parser.add_argument("--texture-size", type=int, default=None, choices=(256, 512, 1024, 2048, 4096),
-                        help="side of the texture in pixels (default 1024)")
+    parser.add_argument("--texture-size", type=int, default=None, choices=option("texture_size").values,
+                        help=f"side of the texture in pixels (default {TEXTURE_REQUEST_SIZE})")
     parser.add_argument("--models", default="auto", choices=("auto", "full", "tiny"), help="model preset")
     parser.add_argument("--device", default="auto", help="auto, cpu, mps, cuda or cuda:N")
     parser.add_argument("--models-lock", type=Path, metavar="PATH", help="models lock file")

@@ -20,7 +20,7 @@ from scipy import ndimage
 from torch import Tensor
 
 from . import mesh_raster
-from .cameras import Cameras, orbit_cameras, project_points
+from .cameras import Cameras, orbit_cameras
 from .gaussians import Gaussians
 from .splat import render_splats
 
@@ -58,19 +58,13 @@ def texel_surface(vertices: Tensor, faces: Tensor, uvs: Tensor, normals: Tensor,
                   ) -> tuple[Tensor, Tensor, Tensor]:
     """Rasterise the mesh in UV space: for each texel centre, the 3D point [T,T,3], unit normal
     [T,T,3] and whether it lies inside a chart [T,T]."""
-    # A camera at the origin looking down +z at the plane z = 1 maps (u, 1 − v) to texel
-    # coordinates; this reuses the perspective rasteriser for an orthographic UV-space pass.
-    plane = torch.stack([uvs[:, 0], 1.0 - uvs[:, 1], torch.ones_like(uvs[:, 0])], dim=-1)
-    viewmat = torch.eye(4, dtype=plane.dtype, device=plane.device)[None]
-    K = torch.tensor([[[size, 0.0, 0.0], [0.0, size, 0.0], [0.0, 0.0, 1.0]]], dtype=plane.dtype,
-                     device=plane.device)
-    frags = mesh_raster.rasterize(plane, faces, viewmat, K, size, size)
+    frags = mesh_raster.uv_space_fragments(faces, uvs, size)
     points = mesh_raster.interpolate(vertices, frags, faces)[0]
     texel_normals = torch.nn.functional.normalize(mesh_raster.interpolate(normals, frags, faces)[0], dim=-1)
     return points, texel_normals, frags.mask[0]
 
 
-def _sample_pixels(image: Tensor, pixels: Tensor) -> Tensor:
+def sample_pixels(image: Tensor, pixels: Tensor) -> Tensor:
     """Bilinear lookup of image [C,H,W,D] at pixel coordinates [C,P,2] (u, v with centres at +0.5)."""
     C, H, W, D = image.shape
     grid = torch.stack([pixels[..., 0] / W * 2 - 1, pixels[..., 1] / H * 2 - 1], dim=-1)[:, :, None, :]
@@ -102,18 +96,10 @@ def bake_texture(gaussians: Gaussians, vertices: Tensor, faces: Tensor, uvs: Ten
         splats = render_splats(gaussians, views, backgrounds=torch.zeros(3, device=device), backend=splat_backend)
         colours = (splats.rgb / splats.alpha.clamp_min(1e-4)).clamp(0, 1)  # un-premultiplied
         frags = mesh_raster.rasterize(vertices, faces, views.viewmats, views.Ks, views.width, views.height)
-        pixels, depth = project_points(p, views)  # [C, P, 2], [C, P]
-        rows = pixels[..., 1].long().clamp(0, views.height - 1)
-        cols = pixels[..., 0].long().clamp(0, views.width - 1)
-        cam_index = torch.arange(len(views), device=device)[:, None]
-        surface_depth = frags.depth[cam_index, rows, cols]
-        inside = ((pixels[..., 0] >= 0) & (pixels[..., 0] < views.width)
-                  & (pixels[..., 1] >= 0) & (pixels[..., 1] < views.height))
-        visible = inside & frags.mask[cam_index, rows, cols] & (
-            (depth - surface_depth).abs() <= config.depth_tolerance * depth)
+        pixels, visible = mesh_raster.visible_points(p, views, frags, config.depth_tolerance)  # [C, P, 2], [C, P]
         to_camera = torch.nn.functional.normalize(views.centers[:, None, :] - p[None], dim=-1)
         cos = (to_camera * n[None]).sum(-1)
-        sampled = _sample_pixels(torch.cat([colours, splats.alpha], -1), pixels)
+        sampled = sample_pixels(torch.cat([colours, splats.alpha], -1), pixels)
         weight = torch.where(visible & (cos > config.min_cos), cos.clamp_min(0) ** config.angle_power, 0.0)
         weight = weight * sampled[..., 3]  # trust a view less where the Gaussians are thin
         colour_sum += (weight[..., None] * sampled[..., :3]).sum(0)

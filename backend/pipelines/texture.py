@@ -182,8 +182,10 @@ class TexturePipeline:
             ctx.report(Stage.PAINT, min(view * steps_per_view + step, total_steps), total_steps,
                        f"view {view + 1} of {len(views)} ({views[view].direction})")
 
+        # Decoded once: the first view starts from it, and the refinement's CLIP term looks at it.
+        reference_rgba = None if inputs.reference is None else decode_image(inputs.reference).rgba
         if painter is None:
-            painter = self._diffusion_painter(inputs, ctx, on_step)
+            painter = self._diffusion_painter(inputs, reference_rgba, ctx, on_step)
         chart_count = max(int(surface.in_chart.sum()), 1)
 
         def on_view(done: int, total: int, state, generated) -> None:
@@ -212,7 +214,7 @@ class TexturePipeline:
         texture, painted = finish_texture(surface, result.state.colours(), result.state.painted, uv_layout.faces,
                                           uv_layout.source_vertex)
         if inputs.refine_steps > 0:
-            texture = self._refine(inputs, uv_layout, texture, surface.mask, ctx)
+            texture = self._refine(inputs, uv_layout, texture, surface.mask, reference_rgba, ctx)
         texture_u8 = _uint8(texture)
         coverage = float(painted.sum()) / chart_count
         seams = seam_error(texture_u8, mesh.faces, uv_layout.corner_uvs)
@@ -223,15 +225,15 @@ class TexturePipeline:
         return TextureOutcome(texture_u8, uv_layout, coverage, seams, [_uint8(v) for v in result.views], seconds)
 
     def _refine(self, inputs: TextureInputs, uv_layout: UVLayout, texture: torch.Tensor, mask: torch.Tensor,
-                ctx: StageContext) -> torch.Tensor:
+                reference_rgba: np.ndarray | None, ctx: StageContext) -> torch.Tensor:
         """The stage-2 machinery on the painted texture (`texturing/refine.py`)."""
         steps = inputs.refine_steps
         ctx.report(Stage.TEXTURE, 0, steps, f"refining the texture: {steps} steps")
         refiner = self.registry.get(records.REFINER)
         clip = self.registry.get(records.CLIP)
         reference = None
-        if inputs.reference is not None:
-            rgba = decode_image(inputs.reference).rgba
+        if reference_rgba is not None:  # over white, as the renders are
+            rgba = reference_rgba
             rgb = rgba[..., :3].astype(np.float32) / 255 * (rgba[..., 3:] / 255) + (1 - rgba[..., 3:] / 255)
             reference = torch.from_numpy(rgb).permute(2, 0, 1)[None].float()
         config = TextureConfig(steps=steps, render_size=min(512, view_size_for(inputs.texture_size)),
@@ -246,7 +248,7 @@ class TexturePipeline:
         return refine_painted_texture(uv_layout.vertices, uv_layout.faces, uv_layout.uvs, texture.float(), mask,
                                       guidance, config, seed=inputs.seed, on_step=on_step)
 
-    def _diffusion_painter(self, inputs: TextureInputs, ctx: StageContext,
+    def _diffusion_painter(self, inputs: TextureInputs, reference_rgba: np.ndarray | None, ctx: StageContext,
                            on_step: Callable[[int, int, int], None]) -> DiffusionViewPainter:
         ctx.report(Stage.PAINT, 0, 1, "loading Stable Diffusion 1.5 + ControlNet depth (first time only)")
         try:
@@ -256,6 +258,6 @@ class TexturePipeline:
             raise PipelineError(f"the texture painter's models are not available: {exc}",
                                 "Download them on the backend machine: `./lift3d backend models download --role "
                                 "refiner --role controlnet_depth`.") from exc
-        reference = None if inputs.reference is None else decode_image(inputs.reference).rgba
         return DiffusionViewPainter(DepthPainter(refiner.pipe, controlnet), inputs.prompt,
-                                    steps=inputs.paint_steps, seed=inputs.seed, reference=reference, on_step=on_step)
+                                    steps=inputs.paint_steps, seed=inputs.seed, reference=reference_rgba,
+                                    on_step=on_step)

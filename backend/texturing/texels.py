@@ -16,7 +16,8 @@ from scipy import ndimage
 from torch import Tensor
 
 from ..geometry import mesh_raster
-from ..geometry.cameras import Cameras, project_points
+from ..geometry.bake import sample_pixels
+from ..geometry.cameras import Cameras
 
 
 GUTTER_RING = 2
@@ -65,10 +66,7 @@ def texel_surface(vertices: Tensor, faces: Tensor, uvs: Tensor, normals: Tensor,
     triangle extended beyond its edge (barycentrics extrapolated on its plane). Painting them from
     the views, instead of copying the chart's border outwards, makes a bilinear or mipmapped lookup
     at a UV seam read the surface on both sides, so seams do not show."""
-    plane = torch.stack([uvs[:, 0], 1.0 - uvs[:, 1], torch.ones_like(uvs[:, 0])], dim=-1)
-    viewmat = torch.eye(4, dtype=plane.dtype, device=plane.device)[None]
-    K = torch.tensor([[[size, 0.0, 0.0], [0.0, size, 0.0], [0.0, 0.0, 1.0]]], dtype=plane.dtype, device=plane.device)
-    fragments = mesh_raster.rasterize(plane, faces, viewmat, K, size, size)
+    fragments = mesh_raster.uv_space_fragments(faces, uvs, size)
     chart = fragments.mask[0]
     triangle_map = fragments.triangle_ids[0]
     bary_map = fragments.barycentrics[0]
@@ -79,7 +77,7 @@ def texel_surface(vertices: Tensor, faces: Tensor, uvs: Tensor, normals: Tensor,
         nearest = (torch.from_numpy(rows).to(chart.device)[near], torch.from_numpy(cols).to(chart.device)[near])
         ring_triangles = triangle_map[nearest]
         ring_rows, ring_cols = torch.nonzero(near, as_tuple=True)
-        centres = torch.stack([(ring_cols.to(plane.dtype) + 0.5) / size, 1.0 - (ring_rows.to(plane.dtype) + 0.5) / size], -1)
+        centres = torch.stack([(ring_cols.to(uvs.dtype) + 0.5) / size, 1.0 - (ring_rows.to(uvs.dtype) + 0.5) / size], -1)
         corners = uvs[faces[ring_triangles]]  # [R, 3, 2]
         triangle_map = triangle_map.clone()
         bary_map = bary_map.clone()
@@ -107,22 +105,12 @@ def see_texels(surface: TexelSurface, camera: Cameras, fragments: mesh_raster.Fr
     """What one view (`camera`, its mesh `fragments`) sees of the texels. The cosine is taken in
     absolute value: artists' meshes often have flipped normals, and the depth test already says
     which side of the surface the camera is on."""
-    pixels, depth = project_points(surface.points, camera)  # [1, P, 2], [1, P]
-    pixels, depth = pixels[0], depth[0]
-    rows = pixels[:, 1].long().clamp(0, camera.height - 1)
-    cols = pixels[:, 0].long().clamp(0, camera.width - 1)
-    inside = (pixels[:, 0] >= 0) & (pixels[:, 0] < camera.width) & (pixels[:, 1] >= 0) & (pixels[:, 1] < camera.height)
-    surface_depth = fragments.depth[0, rows, cols]
-    visible = inside & fragments.mask[0, rows, cols] & ((depth - surface_depth).abs() <= depth_tolerance * depth)
+    pixels, visible = mesh_raster.visible_points(surface.points, camera, fragments, depth_tolerance)
     to_camera = F.normalize(camera.centers[0][None] - surface.points, dim=-1)
     cos = (to_camera * surface.normals).sum(-1).abs()
-    return TexelView(pixels, visible, cos)
+    return TexelView(pixels[0], visible[0], cos)
 
 
 def sample_image(image: Tensor, pixels: Tensor) -> Tensor:
     """Bilinear lookup of image [H, W, D] at pixel coordinates [P, 2] → [P, D]."""
-    H, W, _ = image.shape
-    grid = torch.stack([pixels[:, 0] / W * 2 - 1, pixels[:, 1] / H * 2 - 1], dim=-1)[None, :, None, :]
-    out = F.grid_sample(image.permute(2, 0, 1)[None], grid.to(image.dtype), mode="bilinear",
-                        padding_mode="border", align_corners=False)
-    return out[0, :, :, 0].T
+    return sample_pixels(image[None], pixels[None])[0]

@@ -42,12 +42,16 @@ class UVLayout:
     note: str
 
 
+def uv_areas(corner_uvs: np.ndarray) -> np.ndarray:
+    """Area of each triangle in UV space [F] (float64)."""
+    uv = corner_uvs.astype(np.float64)
+    return 0.5 * np.abs((uv[:, 1, 0] - uv[:, 0, 0]) * (uv[:, 2, 1] - uv[:, 0, 1])
+                        - (uv[:, 2, 0] - uv[:, 0, 0]) * (uv[:, 1, 1] - uv[:, 0, 1]))
+
+
 def overlap_ratio(corner_uvs: np.ndarray, resolution: int = OVERLAP_RESOLUTION) -> float:
     """Σ triangle UV area / area of the union of the triangles (1.0: no overlap)."""
-    uv = corner_uvs.astype(np.float64)
-    areas = 0.5 * np.abs((uv[:, 1, 0] - uv[:, 0, 0]) * (uv[:, 2, 1] - uv[:, 0, 1])
-                         - (uv[:, 2, 0] - uv[:, 0, 0]) * (uv[:, 1, 1] - uv[:, 0, 1]))
-    total = float(areas.sum())
+    total = float(uv_areas(corner_uvs).sum())
     if total <= 0:
         return float("inf")
     flat = torch.from_numpy(corner_uvs.reshape(-1, 2).astype(np.float32))
@@ -71,10 +75,7 @@ def uv_problem(mesh: PaintMesh) -> str | None:
                 "texture cannot hold")
     corners = mesh.vertices[mesh.faces].astype(np.float64)
     surface = np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1)
-    u = uv.astype(np.float64)
-    uv_area = np.abs((u[:, 1, 0] - u[:, 0, 0]) * (u[:, 2, 1] - u[:, 0, 1])
-                     - (u[:, 2, 0] - u[:, 0, 0]) * (u[:, 1, 1] - u[:, 0, 1]))
-    flat = surface[uv_area <= 1e-12].sum() / max(surface.sum(), 1e-30)
+    flat = surface[uv_areas(uv) <= 0.5e-12].sum() / max(surface.sum(), 1e-30)
     if flat > MAX_ZERO_AREA_SHARE:
         return f"{flat:.0%} of the surface has UV triangles with no area (collapsed UVs)"
     ratio = overlap_ratio(uv)

@@ -76,6 +76,35 @@ def rasterize(vertices: Tensor, faces: Tensor, viewmats: Tensor, Ks: Tensor, wid
     return Fragments(ids, bary, depth)
 
 
+def visible_points(points: Tensor, cameras, fragments: Fragments, depth_tolerance: float) -> tuple[Tensor, Tensor]:
+    """Where world points [P, 3] land in each view of `cameras` (pixel coordinates [C, P, 2],
+    centres at +0.5) and whether each is the visible surface there [C, P]: inside the image, on a
+    covered pixel, and within `depth_tolerance` × its depth of that pixel's depth in `fragments`
+    (the same cameras' rasterisation of the mesh the points lie on)."""
+    from ..cameras import project_points
+
+    pixels, depth = project_points(points, cameras)  # [C, P, 2], [C, P]
+    rows = pixels[..., 1].long().clamp(0, cameras.height - 1)
+    cols = pixels[..., 0].long().clamp(0, cameras.width - 1)
+    view = torch.arange(len(cameras), device=points.device)[:, None]
+    inside = ((pixels[..., 0] >= 0) & (pixels[..., 0] < cameras.width)
+              & (pixels[..., 1] >= 0) & (pixels[..., 1] < cameras.height))
+    surface_depth = fragments.depth[view, rows, cols]
+    visible = inside & fragments.mask[view, rows, cols] & ((depth - surface_depth).abs() <= depth_tolerance * depth)
+    return pixels, visible
+
+
+def uv_space_fragments(faces: Tensor, uvs: Tensor, size: int) -> Fragments:
+    """Rasterise a mesh in UV space at size² texels: for each texel centre, the triangle and
+    barycentrics covering it (uvs [V, 2], origin bottom-left; texel row = (1 − v)·size)."""
+    # A camera at the origin looking down +z at the plane z = 1 maps (u, 1 − v) to texel
+    # coordinates; this reuses the perspective rasteriser for an orthographic UV-space pass.
+    plane = torch.stack([uvs[:, 0], 1.0 - uvs[:, 1], torch.ones_like(uvs[:, 0])], dim=-1)
+    viewmat = torch.eye(4, dtype=plane.dtype, device=plane.device)[None]
+    K = torch.tensor([[[size, 0.0, 0.0], [0.0, size, 0.0], [0.0, 0.0, 1.0]]], dtype=plane.dtype, device=plane.device)
+    return rasterize(plane, faces, viewmat, K, size, size)
+
+
 def interpolate(attributes: Tensor, fragments: Fragments, faces: Tensor) -> Tensor:
     """Per-vertex attributes [V,D] or [C,V,D] → per-pixel values [C,H,W,D] (zeros outside)."""
     C = fragments.triangle_ids.shape[0]
