@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from protocol import REQUEST_TYPES, Enhance, Generate, Message, RequestKind, Texture
+from protocol import REQUEST_TYPES, Enhance, Generate, Message, RequestKind, Texture, request_kind
+from protocol.kinds import STAGE_SHARES
 
 from .cache import ResultCache
 from ..serving.context import StageContext
@@ -42,13 +43,18 @@ class Pipelines:
         """The kinds served (the server's welcome lists them and refuses the others)."""
         return tuple(kind for kind, cls in REQUEST_TYPES.items() if cls in self._orchestrators)
 
-    def prepare(self, request: Any) -> tuple[Any, Any]:
-        """→ (orchestrator, its typed input); raises protocol.OptionError for a bad request."""
+    def prepare(self, request: Any) -> tuple[Any, Any, RequestKind]:
+        """→ (orchestrator, its typed input, the request kind); raises protocol.OptionError for a
+        bad request."""
         orchestrator = self._orchestrators[type(request)]
-        return orchestrator, orchestrator.prepare(request)
+        return orchestrator, orchestrator.prepare(request), request_kind(request)
 
-    def run(self, job_input: tuple[Any, Any], ctx: StageContext) -> Message:
-        orchestrator, inputs = job_input
+    def run(self, job_input: tuple[Any, Any, RequestKind], ctx: StageContext) -> Message:
+        orchestrator, inputs, kind = job_input
+        # Every kind waits for the background preload, not only generate: importing diffusers and
+        # transformers modules from two threads at once can fail half-way (a texture or enhance
+        # job loads its models while the preload thread is still importing).
+        self.generate.preloader.wait(ctx, STAGE_SHARES[kind][0][0])
         return orchestrator.run(inputs, ctx)
 
     def start_preload(self) -> None:

@@ -144,3 +144,33 @@ def test_refine_steps_run_the_texture_stage_machinery_after_painting(client):
     assert isinstance(b, PaintedTexture) and b.metadata.cache == {"texture": "miss"}
     np.testing.assert_array_equal(a.uvs, b.uvs)  # the same layout, a different texture on it
     assert np.abs(a.texture.astype(int) - b.texture.astype(int)).mean() > 0.5
+
+
+def test_every_kind_waits_for_the_background_preload_before_loading_models(tmp_path):
+    """Importing diffusers/transformers from two threads at once can fail half-way, so a texture
+    job that arrives while the preload thread is still loading waits for it, as generate does."""
+    import threading
+
+    from backend.serving.context import StageContext
+    from protocol import Texture
+
+    pipelines = Pipelines(ModelRegistry(ModelSettings(preset="tiny", device="cpu")), ResultCache(tmp_path))
+    preloader = pipelines.generate.preloader
+    preloader._done.clear()  # a preload in progress
+    loaded_at = []
+
+    def finish_preload():
+        time.sleep(0.5)
+        loaded_at.append(time.monotonic())
+        preloader._done.set()
+
+    threading.Thread(target=finish_preload).start()
+    vertices, faces = sphere()
+    job = pipelines.prepare(Texture(vertices=vertices, faces=faces, prompt="slate", options={**FAST, "paint_steps": 1}))
+    timed = []
+    result = pipelines.run(job, StageContext(lambda m: timed.append((time.monotonic(), m)), threading.Event()))
+    first = timed[0][1]
+    assert isinstance(first, Progress) and first.stage == "uv" and first.message == "waiting for the models to load"
+    work = [at for at, m in timed if not (isinstance(m, Progress) and m.message == "waiting for the models to load")]
+    assert loaded_at and work and min(work) >= loaded_at[0]  # nothing started before the preload ended
+    assert isinstance(result, PaintedTexture)
