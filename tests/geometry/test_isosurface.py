@@ -135,12 +135,17 @@ def test_an_open_surface_still_faces_out_of_the_dense_region():
     assert (np.einsum("ij,ij->i", normals, vertices[faces].mean(1)) > 0).all()
 
 
-def test_a_hollow_shell_of_gaussians_becomes_one_outward_surface():
+def _hollow_shell():
+    """Gaussians on a sphere of radius 0.5 and their density grid (48³)."""
     torch.manual_seed(1)
     points = torch.nn.functional.normalize(torch.randn(3000, 3), dim=-1) * 0.5
     shell = gs.from_points(points, torch.full((3000, 3), 0.5), scales=torch.full((3000,), 0.04), opacity=0.99)
-    grid = density_grid(shell.means.detach(), shell.quats.detach(), shell.scales.detach(),
-                        shell.opacities.detach(), resolution=48)
+    return shell, density_grid(shell.means.detach(), shell.quats.detach(), shell.scales.detach(),
+                               shell.opacities.detach(), resolution=48)
+
+
+def test_a_hollow_shell_of_gaussians_becomes_one_outward_surface():
+    shell, grid = _hollow_shell()
     hollow_vertices, _ = extract_isosurface(grid, 0.5)
     assert np.linalg.norm(hollow_vertices, axis=1).min() < 0.48  # marching cubes alone finds inner walls
     views = bake_cameras(2.0, size=64)
@@ -150,6 +155,64 @@ def test_a_hollow_shell_of_gaussians_becomes_one_outward_surface():
     vertices, faces = extract_isosurface(solid, 0.5)
     assert np.linalg.norm(vertices, axis=1).min() > 0.48  # only the outer wall is left
     assert signed_volume(vertices, faces) > 0
+
+
+def test_the_surface_fill_also_makes_a_hollow_shell_solid():
+    _, grid = _hollow_shell()
+    vertices, faces = extract_isosurface(fill_interior(grid, 0.5, bake_cameras(2.0, size=64)), 0.5)
+    assert np.linalg.norm(vertices, axis=1).min() > 0.48 and signed_volume(vertices, faces) > 0
+
+
+def _hazy_bowl():
+    """A bowl (the lower half of a shell of Gaussians) with faint haze floating in its cavity:
+    what a fit leaves where views disagree."""
+    g = torch.Generator().manual_seed(2)
+    points = torch.nn.functional.normalize(torch.randn(4000, 3, generator=g), dim=-1) * 0.5
+    points = points[points[:, 2] < 0]
+    # A faint layer across the opening, below the iso-level everywhere.
+    haze = (torch.rand(300, 3, generator=g) - 0.5) * torch.tensor([0.7, 0.7, 0.04]) + torch.tensor([0, 0, -0.1])
+    means = torch.cat([points, haze])
+    opacity = torch.cat([torch.full((len(points),), 0.99), torch.full((len(haze),), 0.05)])
+    scales = torch.cat([torch.full((len(points),), 0.04), torch.full((len(haze),), 0.04)])
+    return gs.from_points(means, torch.full((len(means), 3), 0.5), scales=scales, opacity=0.5), opacity
+
+
+def _first_hit_down_the_axis(vertices, faces):
+    from backend.bench.reconstruct import top_hit
+
+    return top_hit(trimesh.Trimesh(vertices, faces, process=False), 0.0, 0.0, default=-1.0)
+
+
+def test_the_surface_fill_keeps_an_open_cavity_open_through_haze():
+    bowl, opacity = _hazy_bowl()
+    with torch.no_grad():
+        bowl.params["opacities"].copy_(torch.logit(opacity))
+    grid = density_grid(bowl.means.detach(), bowl.quats.detach(), bowl.scales.detach(), bowl.opacities.detach(),
+                        resolution=48)
+    assert float(grid.values.max()) > 0.5
+    views = bake_cameras(2.0, size=128)  # the mesh stage's carve resolution
+    with torch.no_grad():
+        renders = render_splats(bowl, views, backend="torch")
+    by_surface = _first_hit_down_the_axis(*extract_isosurface(fill_interior(grid, 0.5, views), 0.5))
+    by_render = _first_hit_down_the_axis(*extract_isosurface(
+        fill_interior(grid, 0.5, views, renders.alpha[..., 0], renders.depth[..., 0]), 0.5))
+    no_fill = _first_hit_down_the_axis(*extract_isosurface(grid, 0.5))
+    # The haze is below the iso-level: the surface fill sees the shell's inner floor (≈ −0.40)
+    # from above, as marching cubes without a fill does; the rendered depth, pulled up by the
+    # haze, fills part of the cavity over it.
+    assert no_fill < -0.38 and abs(by_surface - no_fill) < 0.01
+    assert by_render > by_surface + 0.02
+
+
+def test_surface_depth_is_where_the_density_reaches_the_level():
+    ball = gs.from_points(torch.zeros(1, 3), torch.ones(1, 3), scales=torch.tensor([0.2]), opacity=0.99)
+    grid = density_grid(ball.means.detach(), ball.quats.detach(), ball.scales.detach(), ball.opacities.detach(),
+                        resolution=64)
+    views = cm.orbit_cameras([0.0, 90.0], [0.0, 0.0], 2.0, width=33, height=33)
+    depth = isosurface.surface_depth(grid, 0.5, views)
+    # exp(−r²/(2·0.2²)) = 0.5/0.99 at r ≈ 0.233: the centre pixel meets it at 2 − 0.233.
+    assert depth[:, 16, 16].sub(2 - 0.233).abs().max() < 0.02
+    assert torch.isinf(depth[:, 0, 0]).all()  # the corners miss the ball
 
 
 def test_visual_hull_carving_of_a_sphere():
