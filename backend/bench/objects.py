@@ -147,14 +147,32 @@ def chair_mesh() -> trimesh.Trimesh:
     return trimesh.util.concatenate([seat, back, *legs])
 
 
-def _cup_colour(p: Tensor) -> Tensor:
-    """Glazed stripes by height outside, a lighter glaze inside (the cavity is told apart)."""
-    radial = p[:, :2].norm(dim=-1)
-    stripes = 0.5 + 0.5 * torch.cos(p[:, 2] * 40)[:, None]
-    outside = _hsv(torch.full_like(radial, 0.02), 0.7, 0.85) * (0.7 + 0.3 * stripes)
-    inside = torch.tensor([0.92, 0.88, 0.75]).expand(len(p), 3)
-    return torch.where((radial < radial.max() * 0.6)[:, None] & (p[:, 2] > p[:, 2].min() + 0.02)[:, None],
-                       inside, outside).clamp(0, 1)
+def _cup_colour(axis: tuple[float, float], inner_radius: float, floor: float) -> Callable[[Tensor], Tensor]:
+    """Glazed stripes by height outside and on the handle, a lighter plain glaze on the inner wall
+    and floor (the cavity is told apart). `axis` (x, y), `inner_radius` and `floor` (the inner
+    floor's height) are in the normalised frame the colour is painted in."""
+    centre = torch.tensor(axis)
+
+    def colour(p: Tensor) -> Tensor:
+        radial = (p[:, :2] - centre).norm(dim=-1)
+        stripes = 0.5 + 0.5 * torch.cos(p[:, 2] * 40)[:, None]
+        outside = _hsv(torch.full_like(radial, 0.02), 0.7, 0.85) * (0.7 + 0.3 * stripes)
+        inside = torch.tensor([0.92, 0.88, 0.75]).expand(len(p), 3)
+        # Half a wall's slack: texel points lie on the surface only up to the texel size.
+        is_inside = (radial < inner_radius * 1.07) & (p[:, 2] > floor - 0.01)
+        return torch.where(is_inside[:, None], inside, outside).clamp(0, 1)
+
+    return colour
+
+
+def _cup() -> tuple[trimesh.Trimesh, Callable[[Tensor], Tensor]]:
+    """The cup and its colour function, the axis placed where `_textured`'s normalisation puts it."""
+    mesh = cup_mesh()
+    centre = mesh.bounding_box.centroid
+    scale = OBJECT_RADIUS / np.linalg.norm(mesh.vertices - centre, axis=1).max()
+    axis = (float(-centre[0] * scale), float(-centre[1] * scale))
+    floor = float((CUP_FLOOR - centre[2]) * scale)
+    return mesh, _cup_colour(axis, (CUP_RADIUS - CUP_WALL) * scale, floor)
 
 
 def _bowl_colour(p: Tensor) -> Tensor:
@@ -202,7 +220,7 @@ def _builders(texture_size: int) -> dict[str, Callable[[], TexturedMesh]]:
                                    _rotation((1, 0, 0), 55) @ _rotation((0, 0, 1), 20)),
         "checker": lambda: _textured(cube, checker, texture_size,
                                      _rotation((0, 0, 1), 35) @ _rotation((1, 0, 0), 20)),
-        "cup": lambda: _textured(cup_mesh(), _cup_colour, texture_size, _rotation((0, 0, 1), 60)),
+        "cup": lambda: _textured(*_cup(), texture_size, _rotation((0, 0, 1), 60)),
         "bowl": lambda: _textured(bowl_mesh(), _bowl_colour, texture_size, np.eye(4)),
         "chair": lambda: _textured(chair_mesh(), _chair_colour, texture_size, _rotation((0, 0, 1), 150)),
     }

@@ -11,6 +11,9 @@ import trimesh
 
 from backend.bench import reconstruct
 from backend.bench.objects import bowl_mesh, build_objects, chair_mesh, cup_mesh
+from backend.geometry.bake import BakeConfig
+from backend.geometry.extract import MeshStageConfig
+from backend.geometry.optimize import FitConfig
 from backend.geometry.textured_mesh import TexturedMesh
 
 
@@ -78,3 +81,85 @@ def test_the_oracle_depth_is_the_true_inverse_depth_of_the_training_views():
     seen = inverse > 0
     # The camera orbits at radius 2 around an object inside a ball of radius 0.5.
     assert ((1 / inverse[seen]) > 1.4).all() and ((1 / inverse[seen]) < 2.6).all()
+
+
+def test_the_floor_bound_says_whether_any_view_sees_the_floor():
+    objects = build_objects(texture_size=32, names=["cup", "bowl"])
+    train = reconstruct.training_cameras(128)
+    above = reconstruct.training_cameras(128, reference_elevation=80.0)
+    for truth in objects.values():
+        # From −10…+20° nothing sees into the cavity far enough: a plug there renders the same.
+        assert reconstruct.floor_bound(truth, train) > 0.4
+        # A reference photographed from above looks down to the floor.
+        assert reconstruct.floor_bound(truth, above) < 0.05
+    # Evidence only ever grows: an extra view can only lower the bound.
+    assert reconstruct.floor_bound(objects["bowl"], reconstruct.training_cameras(128, 35.0)) < \
+        reconstruct.floor_bound(objects["bowl"], train)
+
+
+def test_part_coverage_counts_only_what_the_training_views_see():
+    truth = build_objects(texture_size=32, names=["cup"])["cup"]
+    body = max(reconstruct._trimesh(truth, welded=True).split(only_watertight=False), key=lambda p: p.area)
+    # The cup plugged at the level the views see down to: the unseen inner wall and floor are missing.
+    plugged = body.copy()
+    inner = np.linalg.norm(plugged.vertices[:, :2] - plugged.bounds[:, :2].mean(0), axis=1) < 0.25  # wall: 0.24
+    top = float(body.bounds[1, 2])
+    plugged.vertices[inner, 2] = np.maximum(plugged.vertices[inner, 2], top - 0.08)
+    mesh = as_textured(plugged)
+    everything = reconstruct.part_attachment(mesh, truth)[1]["part0"]["covered"]
+    seen = reconstruct.part_attachment(mesh, truth, seen_by=reconstruct.training_cameras(128))[1]["part0"]["covered"]
+    assert everything < 0.8 < 0.9 < seen, (everything, seen)
+
+
+def test_degraded_depth_is_a_bent_blurred_noisy_version_of_the_truth():
+    from backend.geometry.depth_loss import pearson_depth_loss
+
+    truth = build_objects(texture_size=32, names=["cup"])["cup"]
+    cameras = reconstruct.training_cameras(96)
+    inverse = reconstruct.true_inverse_depth(truth, cameras)
+    degraded = reconstruct.depth_targets(truth, cameras, "degraded", seed=3)
+    assert torch.equal(degraded, reconstruct.depth_targets(truth, cameras, "degraded", seed=3))  # seeded
+    assert reconstruct.depth_targets(truth, cameras, "off") is None
+    assert torch.equal(reconstruct.depth_targets(truth, cameras, "perfect"), inverse)
+    assert (degraded[inverse == 0] == 0).all()  # nothing off the object
+    rendered = torch.where(inverse > 0, 1 / inverse.clamp_min(1e-6), 0.0)  # what a perfect fit renders
+    for view in range(len(cameras)):
+        mask = inverse[view] > 0
+        perfect_loss = float(pearson_depth_loss(rendered[view], inverse[view], mask))
+        degraded_loss = float(pearson_depth_loss(rendered[view], degraded[view], mask))
+        # Still the same shape (strongly correlated), but not up to scale and shift: a fit cannot
+        # reach zero loss against it.
+        assert perfect_loss < 0.01 and perfect_loss < degraded_loss < 0.1
+    with pytest.raises(ValueError, match="unknown depth mode"):
+        reconstruct.depth_targets(truth, cameras, "sharp")
+
+
+
+def _small_cup_fit(fill_from: str):
+    truth = build_objects(texture_size=64, names=["cup"])["cup"]
+    mesh = MeshStageConfig(grid_resolution=64, carve_render_size=64, target_faces=3000, fill_from=fill_from,
+                           bake=BakeConfig(texture_size=64, render_size=64))
+    result, _ = reconstruct.reconstruct_object(
+        "cup", truth, size=96, fit=FitConfig(steps=150, depth_weight=reconstruct.DEPTH_WEIGHT),
+        mesh_config=mesh, initial_gaussians=2000, log=lambda *_: None, reference_elevation=80.0, mesh_steps=True)
+    return result
+
+
+def test_a_small_cup_fit_keeps_its_opening_open():
+    """Regression: neither the fit (whose visual-hull start puts a lid on the cup) nor the mesh
+    stage (interior fill from the density's own surface, iso-level, clean-up, decimation) may
+    close an opening that a view looks into. With the reference photographed from above, the
+    floor is seen; a lid would leave the first surface down the axis ~90 % of the height above it."""
+    result = _small_cup_fit("surface")
+    assert result.floor_bound < 0.05
+    assert list(result.mesh_steps) == ["no fill", "marching cubes", "clean", "decimate"]
+    for step, metrics in result.mesh_steps.items():
+        assert metrics["floor_error"] < 0.25, (step, metrics)
+    assert result.floor_error < 0.25, result
+
+
+@pytest.mark.xfail(strict=True, reason="issue 18, open: the default interior fill (from the Gaussians' rendered "
+                                       "depth, which faint haze pulls toward the camera) closes an opening seen "
+                                       "from above; the surface fill keeps it open but costs mesh PSNR (README)")
+def test_the_default_fill_keeps_the_small_cups_opening_open():
+    assert _small_cup_fit(MeshStageConfig.fill_from).floor_error < 0.25
