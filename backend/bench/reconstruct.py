@@ -53,7 +53,7 @@ import argparse
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +138,9 @@ class ObjectResult:
     iou_by_view: dict = field(default_factory=dict)
     """Mask IoU per held-out view (HELD_OUT_ELEVATIONS/AZIMUTHS order), "gaussians" and "mesh"."""
     mesh_steps: dict = field(default_factory=dict)
+    other_fills: dict = field(default_factory=dict)
+    """With more than one `--fill-from`: the same Gaussians meshed with each other fill — mesh PSNR,
+    IoU, visible F, precision, visible recall, parts, floor error."""
     """With `--mesh-steps`: per mesh-stage step ("no fill", "marching cubes", "clean", "decimate")
     the visible-surface F-score, parts attached and floor error of the geometry after it."""
 
@@ -466,11 +469,14 @@ def reconstruct_object(name: str, truth: TexturedMesh, *, size: int, fit: FitCon
                        blur_sigma_px: float = BLUR_SIGMA_PX,
                        reference_elevation: float = 0.0,
                        depth: str = "degraded",
-                       mesh_steps: bool = False) -> tuple[ObjectResult, list[torch.Tensor]]:
+                       mesh_steps: bool = False,
+                       other_fills: tuple[str, ...] = ()) -> tuple[ObjectResult, list[torch.Tensor]]:
     """Fit, mesh and score one object. `variant` none | oracle | blur-oracle picks progressive
     fixing's fixer (oracle evidence only); `mesh_config=None` skips the mesh stage (mesh metrics NaN);
     `depth` degraded | perfect | off picks the ORACLE depth targets (used when `fit.depth_weight` > 0);
-    `mesh_steps` scores the geometry after each mesh-stage step too (`ObjectResult.mesh_steps`)."""
+    `mesh_steps` scores the geometry after each mesh-stage step too (`ObjectResult.mesh_steps`);
+    `other_fills` meshes the same fitted Gaussians again with each of these interior fills
+    (`MeshStageConfig.fill_from`) and scores them (`ObjectResult.other_fills`)."""
     train, test = training_cameras(size, reference_elevation), held_out_cameras(size)
     seen_rgb, seen_alpha = render_antialiased(truth, train)
     seen_rgb = seen_rgb / seen_alpha.clamp_min(1e-6)  # un-premultiplied: the fit composites its own background
@@ -554,6 +560,16 @@ def reconstruct_object(name: str, truth: TexturedMesh, *, size: int, fit: FitCon
         iou_by_view={"gaussians": [iou(splats.alpha[i], truth_alpha[i]) for i in range(len(test))],
                      "mesh": [iou(mesh_alpha[i], truth_alpha[i]) for i in range(len(test))]
                      if mesh_config is not None else []})
+    compared = {}
+    if mesh_config is not None:
+        for fill in other_fills:
+            other = extract_textured_mesh(gaussians.detached(), replace(mesh_config, fill_from=fill),
+                                          splat_backend="torch").mesh
+            rgb, alpha = render_antialiased(other, test, backgrounds=WHITE)
+            compared[fill] = {"mesh_psnr": psnr(rgb, truth_rgb), "mesh_iou": iou(alpha, truth_alpha),
+                              **step_metrics(name, other, truth, train)}
+            log(f"  {name} [{variant}]: meshed again with the {fill} fill")
+    result.other_fills = compared
     # Two held-out views for the contact sheet: ground truth | Gaussians | textured mesh.
     panels = [torch.cat([truth_rgb[i], splats.rgb[i].clamp(0, 1), mesh_rgb[i]], dim=1) for i in (1, 3)]
     return result, panels
@@ -589,6 +605,20 @@ def format_steps_table(results: list[ObjectResult]) -> str:
             lines.append(f"{r.name:<10} {'final (UV, bake)':<16} {r.visible_fscore:6.3f} {r.precision:6.3f} "
                          f"{r.visible_recall:6.3f} {_yes_no(r.parts_attached):>6} {_share(r.floor_error):>6} "
                          f"{r.mesh_faces:7d}")
+    return "\n".join(lines)
+
+
+def format_fills_table(results: list[ObjectResult], fills: list[str]) -> str:
+    """The same Gaussians meshed with each interior fill, side by side (the first is the reported mesh)."""
+    lines = [f"{'object':<10} {'fill':<8} {'mesh PSNR':>9} {'IoU':>6} {'visF':>6} {'prec':>6} {'parts':>6} {'floor':>6}"]
+    for r in results:
+        rows = [(fills[0], {"mesh_psnr": r.mesh_psnr, "mesh_iou": r.mesh_iou, "visible_fscore": r.visible_fscore,
+                            "precision": r.precision, "parts_attached": r.parts_attached,
+                            "floor_error": r.floor_error})]
+        rows += [(fill, r.other_fills[fill]) for fill in fills[1:] if fill in r.other_fills]
+        for fill, m in rows:
+            lines.append(f"{r.name:<10} {fill:<8} {m['mesh_psnr']:9.2f} {m['mesh_iou']:6.3f} {m['visible_fscore']:6.3f} "
+                         f"{m['precision']:6.3f} {_yes_no(m['parts_attached']):>6} {_share(m['floor_error']):>6}")
     return "\n".join(lines)
 
 
@@ -714,8 +744,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "blurred and noisy, as a monocular model gives it; default), perfect, or off")
     parser.add_argument("--depth-weight", type=float, default=DEPTH_WEIGHT,
                         help="weight of the depth loss in the fit")
-    parser.add_argument("--fill-from", choices=("surface", "render"), default=MeshStageConfig.fill_from,
-                        help="what the mesh stage's interior fill carves against (MeshStageConfig.fill_from)")
+    parser.add_argument("--fill-from", nargs="+", choices=("surface", "render"), default=[MeshStageConfig.fill_from],
+                        help="what the mesh stage's interior fill carves against (MeshStageConfig.fill_from); "
+                             "several: the first makes the reported mesh, the others mesh the same Gaussians again "
+                             "for a side-by-side table")
     parser.add_argument("--mesh-steps", action="store_true",
                         help="also score the geometry after each mesh-stage step (where a cavity closes or a part "
                              "breaks off)")
@@ -747,13 +779,13 @@ def main(args: argparse.Namespace) -> int:
     for path in args.mesh:
         objects[path.stem] = load_glb(path)
     fit = FitConfig(steps=args.steps, depth_weight=0.0 if args.depth == "off" else args.depth_weight)
-    mesh_config = MeshStageConfig(fill_from=args.fill_from)
+    mesh_config = MeshStageConfig(fill_from=args.fill_from[0])
     variants = (tuple(args.variants) if args.variants else FIX_VARIANTS) if args.progressive else ("none",)
     schedule = FixSchedule(first=args.fix_first, rounds=args.fix_rounds, views=args.fix_views, shift=args.fix_shift,
                            weight=args.fix_weight, probability=args.fix_probability)
     print(f"reconstruction benchmark: {len(objects)} objects, {args.size}², {args.steps} steps, "
           f"{torch.get_num_threads()} threads, ORACLE depth {args.depth}"
-          + (f" (weight {fit.depth_weight})" if fit.depth_weight > 0 else "") + f", fill from {args.fill_from}"
+          + (f" (weight {fit.depth_weight})" if fit.depth_weight > 0 else "") + f", fill from {' and '.join(args.fill_from)}"
           + (f", reference elevation {args.reference_elevation:g}°" if args.reference_elevation else "") + (f"; variants {', '.join(variants)} (ORACLE EVIDENCE), "
                                                   f"schedule {schedule}" if args.progressive else ""))
     start = time.perf_counter()
@@ -766,19 +798,22 @@ def main(args: argparse.Namespace) -> int:
                                                 initial_gaussians=args.gaussians, variant=variant, schedule=schedule,
                                                 blur_sigma_px=args.blur_sigma,
                                                 reference_elevation=args.reference_elevation, depth=args.depth,
-                                                mesh_steps=args.mesh_steps)
+                                                mesh_steps=args.mesh_steps,
+                                                other_fills=tuple(args.fill_from[1:]))
             results.append(result)
             sheet.append(panels)
     total_s = time.perf_counter() - start
     print(format_table(results))
     if args.mesh_steps:
         print(format_steps_table(results))
+    if len(args.fill_from) > 1:
+        print(format_fills_table(results, args.fill_from))
     if args.progressive:
         print(format_fix_table(results))
     for line in verdicts(results, total_s):
         print(line)
     report = {"size": args.size, "steps": args.steps, "total_s": total_s, "targets": TARGETS,
-              "fill_from": args.fill_from, "depth": args.depth, "depth_weight": fit.depth_weight, "reference_elevation": args.reference_elevation,
+              "fill_from": args.fill_from[0], "other_fills": args.fill_from[1:], "depth": args.depth, "depth_weight": fit.depth_weight, "reference_elevation": args.reference_elevation,
               "objects": [asdict(r) for r in results if r.variant == "none"]}
     if args.progressive:
         report["progressive"] = {

@@ -63,3 +63,14 @@ def test_a_glb_comes_back_as_ground_truth(tmp_path):
     assert np.allclose(loaded.vertices.numpy(), truth.vertices.numpy(), atol=1e-5)  # back to Z-up, same size
     assert np.allclose(loaded.uvs.numpy(), truth.uvs.numpy(), atol=1e-6)
     assert np.abs(loaded.texture.numpy() - texture / 255.0).max() < 1e-6
+
+
+def test_the_same_gaussians_can_be_meshed_with_each_fill_side_by_side():
+    truth = build_objects(texture_size=64, names=["cup"])["cup"]
+    result, _ = reconstruct.reconstruct_object("cup", truth, size=48, fit=FitConfig(steps=20), mesh_config=SMALL_MESH,
+                                               initial_gaussians=600, log=lambda *_: None, other_fills=("surface",))
+    other = result.other_fills["surface"]
+    assert set(other) >= {"mesh_psnr", "mesh_iou", "visible_fscore", "precision", "parts_attached", "floor_error"}
+    assert math.isfinite(other["mesh_psnr"]) and 0 <= other["mesh_iou"] <= 1 and other["floor_error"] >= 0
+    table = reconstruct.format_fills_table([result], ["render", "surface"])
+    assert [line.split()[1] for line in table.splitlines()[1:]] == ["render", "surface"]
