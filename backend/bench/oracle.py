@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from backend.bench.objects import build_objects
+from backend.bench.objects import OBJECT_NAMES, build_objects
 from backend.bench.reconstruct import WHITE, held_out_cameras, iou, psnr, render_antialiased
 from backend.geometry import cameras as cm
 from backend.geometry.extract import extract_textured_mesh
@@ -145,7 +145,8 @@ def format_table(rows: list[OracleResult]) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--objects", nargs="+", default=["globe", "torus"], help="globe, torus, checker")
+    parser.add_argument("--objects", nargs="+", choices=OBJECT_NAMES, default=["globe", "torus"],
+                        help="built-in objects")
     parser.add_argument("--steps", type=int, default=300, help="geometry steps")
     parser.add_argument("--texture-steps", type=int, default=50)
     parser.add_argument("--size", type=int, default=256, help="render and evaluation size")

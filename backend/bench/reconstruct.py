@@ -253,12 +253,14 @@ def part_attachment(predicted: TexturedMesh, truth: TexturedMesh, samples: int =
     tree = cKDTree(surface)
     tau = surface_tau(truth)
     parts = sorted(parts, key=lambda part: -part.area)
+    samples_by_part = [trimesh.sample.sample_surface(part, samples, seed=index)[0] for index, part in enumerate(parts)]
+    # One visibility pass for every part's samples (it rasterises the truth from every camera).
+    seen_by_part = (np.split(visible_from(np.concatenate(samples_by_part), truth, seen_by), len(parts))
+                    if seen_by is not None else [None] * len(parts))
     facts, body = {}, None
-    for index, part in enumerate(parts):
-        points = trimesh.sample.sample_surface(part, samples, seed=index)[0]
-        if seen_by is not None:
-            seen = visible_from(points, truth, seen_by)
-            points = points[seen] if seen.any() else points
+    for index, (points, seen) in enumerate(zip(samples_by_part, seen_by_part)):
+        if seen is not None and seen.any():
+            points = points[seen]
         distance, nearest = tree.query(points)
         near = distance < tau
         covered = float(near.mean())
@@ -273,15 +275,20 @@ def part_attachment(predicted: TexturedMesh, truth: TexturedMesh, samples: int =
 OPEN_OBJECTS = ("cup", "bowl")
 
 
-def floor_error(predicted: TexturedMesh, truth: TexturedMesh) -> float:
-    """|first hit of a ray down the truth body's axis, mesh − truth| / the truth's height."""
+def _floor_probe(truth: TexturedMesh) -> tuple[float, float, float, float, float]:
+    """The axis of the truth's body (its largest part) → (x, y, the truth's lowest and highest z,
+    the height of the true inner floor: where a ray down that axis first hits the truth)."""
     body = max(_trimesh(truth, welded=True).split(only_watertight=False), key=lambda part: part.area)
     (x0, y0, _), (x1, y1, _) = body.bounds
+    x, y = (x0 + x1) / 2, (y0 + y1) / 2
     low, high = _trimesh(truth).bounds[:, 2]
-    origin = np.array([[(x0 + x1) / 2, (y0 + y1) / 2]])
+    return x, y, float(low), float(high), top_hit(_trimesh(truth), x, y, low)
 
-    x, y = origin[0, 0], origin[0, 1]
-    return abs(top_hit(_trimesh(predicted), x, y, low) - top_hit(_trimesh(truth), x, y, low)) / float(high - low)
+
+def floor_error(predicted: TexturedMesh, truth: TexturedMesh) -> float:
+    """|first hit of a ray down the truth body's axis, mesh − truth| / the truth's height."""
+    x, y, low, high, floor = _floor_probe(truth)
+    return abs(top_hit(_trimesh(predicted), x, y, low) - floor) / (high - low)
 
 
 def floor_bound(truth: TexturedMesh, cameras: cm.Cameras, samples: int = 400, tolerance: float = 0.003) -> float:
@@ -291,19 +298,15 @@ def floor_bound(truth: TexturedMesh, cameras: cm.Cameras, samples: int = 400, to
     surface (or misses the object). Below that, every view's ray to the axis is blocked by the
     wall, so a floor there and a solid plug there render the same: the views give no evidence
     either way. 0 when some view sees down to the floor."""
-    body = max(_trimesh(truth, welded=True).split(only_watertight=False), key=lambda part: part.area)
-    (x0, y0, _), (x1, y1, _) = body.bounds
-    x, y = (x0 + x1) / 2, (y0 + y1) / 2
-    low, high = _trimesh(truth).bounds[:, 2]
-    floor = top_hit(_trimesh(truth), x, y, low)
+    x, y, low, high, floor = _floor_probe(truth)
     heights = np.linspace(floor, high, samples + 1)[1:]  # strictly above the floor, up to the top
     points = torch.tensor([[x, y, z] for z in heights], dtype=torch.float32)
     through = torch.zeros(len(points), dtype=torch.bool)
     for inside, depth, surface, covered in _against_mesh(points, truth, cameras):
         through |= inside & (~covered | (depth < surface - tolerance))  # tolerance: world units
     if not through.any():
-        return float(high - floor) / float(high - low)
-    return float(heights[through.numpy()].min() - floor) / float(high - low)
+        return (high - floor) / (high - low)
+    return float(heights[through.numpy()].min() - floor) / (high - low)
 
 
 def top_hit(mesh, x: float, y: float, default: float) -> float:
@@ -610,15 +613,17 @@ def format_steps_table(results: list[ObjectResult]) -> str:
 
 def format_fills_table(results: list[ObjectResult], fills: list[str]) -> str:
     """The same Gaussians meshed with each interior fill, side by side (the first is the reported mesh)."""
-    lines = [f"{'object':<10} {'fill':<8} {'mesh PSNR':>9} {'IoU':>6} {'visF':>6} {'prec':>6} {'parts':>6} {'floor':>6}"]
+    lines = [f"{'object':<10} {'fill':<8} {'mesh PSNR':>9} {'IoU':>6} {'visF':>6} {'prec':>6} {'parts':>6} "
+             f"{'floor':>6}"]
     for r in results:
         rows = [(fills[0], {"mesh_psnr": r.mesh_psnr, "mesh_iou": r.mesh_iou, "visible_fscore": r.visible_fscore,
                             "precision": r.precision, "parts_attached": r.parts_attached,
                             "floor_error": r.floor_error})]
         rows += [(fill, r.other_fills[fill]) for fill in fills[1:] if fill in r.other_fills]
         for fill, m in rows:
-            lines.append(f"{r.name:<10} {fill:<8} {m['mesh_psnr']:9.2f} {m['mesh_iou']:6.3f} {m['visible_fscore']:6.3f} "
-                         f"{m['precision']:6.3f} {_yes_no(m['parts_attached']):>6} {_share(m['floor_error']):>6}")
+            lines.append(f"{r.name:<10} {fill:<8} {m['mesh_psnr']:9.2f} {m['mesh_iou']:6.3f} "
+                         f"{m['visible_fscore']:6.3f} {m['precision']:6.3f} {_yes_no(m['parts_attached']):>6} "
+                         f"{_share(m['floor_error']):>6}")
     return "\n".join(lines)
 
 
@@ -633,8 +638,8 @@ def format_table(results: list[ObjectResult]) -> str:
     for r in results:
         lines.append(f"{label(r):<{width}} {r.train_psnr:6.2f} {r.gaussian_psnr:8.2f} {r.gaussian_iou:7.3f} "
                      f"{r.mesh_psnr:9.2f} {r.mesh_iou:8.3f} {r.chamfer:8.4f} {r.fscore:6.3f} {r.visible_fscore:6.3f} "
-                     f"{_yes_no(r.parts_attached):>6} {_share(r.floor_error):>6} {_share(r.floor_bound):>6} {r.mesh_faces:6d} "
-                     f"{r.gaussians:6d} {r.fit_s:6.1f} {r.mesh_s:6.1f}")
+                     f"{_yes_no(r.parts_attached):>6} {_share(r.floor_error):>6} {_share(r.floor_bound):>6} "
+                     f"{r.mesh_faces:6d} {r.gaussians:6d} {r.fit_s:6.1f} {r.mesh_s:6.1f}")
     return "\n".join(lines)
 
 
@@ -728,8 +733,8 @@ def save_contact_sheet(rows: list[list[torch.Tensor]], path: Path) -> Path:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--objects", nargs="*", default=list(OBJECT_NAMES),
-                        help=f"built-in objects to run ({', '.join(OBJECT_NAMES)})")
+    parser.add_argument("--objects", nargs="*", choices=OBJECT_NAMES, default=list(OBJECT_NAMES),
+                        help="built-in objects to run")
     parser.add_argument("--mesh", type=Path, action="append", default=[], help="a textured GLB to add (repeatable)")
     parser.add_argument("--size", type=int, default=256, help="render resolution of every view")
     parser.add_argument("--steps", type=int, default=500, help="Gaussian fitting steps per object")
@@ -771,10 +776,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     torch.manual_seed(0)
     args.out.mkdir(parents=True, exist_ok=True)
-    unknown = sorted(set(args.objects) - set(OBJECT_NAMES))
-    if unknown:
-        print(f"error: unknown objects {unknown}; choose from {', '.join(OBJECT_NAMES)}")
-        return 2
     objects = build_objects(names=args.objects)
     for path in args.mesh:
         objects[path.stem] = load_glb(path)
@@ -785,9 +786,10 @@ def main(args: argparse.Namespace) -> int:
                            weight=args.fix_weight, probability=args.fix_probability)
     print(f"reconstruction benchmark: {len(objects)} objects, {args.size}², {args.steps} steps, "
           f"{torch.get_num_threads()} threads, ORACLE depth {args.depth}"
-          + (f" (weight {fit.depth_weight})" if fit.depth_weight > 0 else "") + f", fill from {' and '.join(args.fill_from)}"
-          + (f", reference elevation {args.reference_elevation:g}°" if args.reference_elevation else "") + (f"; variants {', '.join(variants)} (ORACLE EVIDENCE), "
-                                                  f"schedule {schedule}" if args.progressive else ""))
+          + (f" (weight {fit.depth_weight})" if fit.depth_weight > 0 else "")
+          + f", fill from {' and '.join(args.fill_from)}"
+          + (f", reference elevation {args.reference_elevation:g}°" if args.reference_elevation else "")
+          + (f"; variants {', '.join(variants)} (ORACLE EVIDENCE), schedule {schedule}" if args.progressive else ""))
     start = time.perf_counter()
     results, sheet = [], []
     for name, truth in objects.items():
@@ -813,7 +815,8 @@ def main(args: argparse.Namespace) -> int:
     for line in verdicts(results, total_s):
         print(line)
     report = {"size": args.size, "steps": args.steps, "total_s": total_s, "targets": TARGETS,
-              "fill_from": args.fill_from[0], "other_fills": args.fill_from[1:], "depth": args.depth, "depth_weight": fit.depth_weight, "reference_elevation": args.reference_elevation,
+              "fill_from": args.fill_from[0], "other_fills": args.fill_from[1:], "depth": args.depth,
+              "depth_weight": fit.depth_weight, "reference_elevation": args.reference_elevation,
               "objects": [asdict(r) for r in results if r.variant == "none"]}
     if args.progressive:
         report["progressive"] = {
