@@ -245,3 +245,11 @@ def test_bad_gaussians_are_refused():
         density_grid(means, quats, torch.log(scales), opac)
     with pytest.raises(ValueError, match="hi > lo"):
         density_grid(means, quats, scales, opac, bounds=(torch.ones(3), torch.zeros(3)))
+
+
+def test_an_unknown_interior_fill_is_refused_by_name():
+    from backend.geometry.extract import MeshStageConfig, extract_textured_mesh
+
+    shell, _ = _hollow_shell()
+    with pytest.raises(ValueError, match="unknown fill_from 'sideways'"):
+        extract_textured_mesh(shell, MeshStageConfig(grid_resolution=32, fill_from="sideways"), splat_backend="torch")
