@@ -34,7 +34,15 @@ def main(argv: list[str] | None = None) -> int:
                        help="models lock file: the commits the full preset loads (default: LIFT3D_MODELS_LOCK or "
                             "~/.cache/lift3d/models.lock.json)")
     serve.add_argument("--no-preload", action="store_true", help="load models at the first job, not at startup")
-    serve.add_argument("--max-queued", type=int, default=4, help="jobs that may wait behind the running one (0-1024)")
+    serve.add_argument("--max-queued", type=int, help="jobs that may wait for a worker (0-1024; default 4, "
+                                                       "with --engine ray 4 per worker)")
+    serve.add_argument("--engine", choices=("local", "ray"), default="local",
+                       help="local: run jobs in this process (default); ray: on Ray actors, one per GPU")
+    serve.add_argument("--ray-address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray "
+                                             "started for this backend)")
+    serve.add_argument("--workers", type=int, help="Ray workers (default: one per GPU of the cluster)")
+    serve.add_argument("--worker-resource", default="GPU",
+                       help="what each Ray worker reserves one of: GPU (default), CPU or a custom resource")
     serve.add_argument("-v", "--verbose", action="store_true")
 
     ping = sub.add_parser("ping", help="check that a backend answers and show what it runs on")
@@ -110,29 +118,52 @@ def _serve(args: argparse.Namespace) -> int:
     from .models.registry import TINY_NOTICE, ModelRegistry, ModelSettings
     from .pipelines import Pipelines
     from .serving.security import SecurityError
+    from .serving.ray_engine import EngineError  # imports no ray: that happens when the engine starts
     from .serving.server import Server
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    engine = None
     try:
+        if args.engine == "local" and (args.ray_address or args.workers is not None or args.worker_resource != "GPU"):
+            raise ValueError("--ray-address, --workers and --worker-resource need --engine ray")
         registry = ModelRegistry(ModelSettings(preset=args.models, device=args.device, lock_file=args.models_lock))
+        # The front end prepares requests with these pipelines; with Ray, only the workers run them.
         pipelines = Pipelines(registry, ResultCache(args.cache_dir))
+        executors, device = None, None
+        if args.engine == "ray":
+            from .serving.ray_engine import PipelinesFactory, RayEngine, RayEngineConfig
+
+            factory = PipelinesFactory(registry.preset, args.device, args.models_lock, args.cache_dir,
+                                       preload=not args.no_preload)
+            engine = RayEngine(RayEngineConfig(address=args.ray_address, workers=args.workers,
+                                               worker_resource=args.worker_resource), factory, args.device)
+            executors = engine.start()
+            device = engine.device_info()
+        max_queued = args.max_queued if args.max_queued is not None else 4 * len(executors or [None])
         config = ServerConfig(bind=args.bind, keys_dir=args.keys, insecure=args.insecure, device=args.device,
-                              max_queued=args.max_queued, model_preset=registry.preset)
-        server = Server(config, pipelines)
+                              max_queued=max_queued, model_preset=registry.preset)
+        server = Server(config, pipelines, device=device, executors=executors)
         endpoint = server.bind()
-    except (SecurityError, OSError, ValueError, ModelUnavailableError) as exc:
+    except (SecurityError, OSError, ValueError, ModelUnavailableError, EngineError) as exc:
+        if engine is not None:
+            engine.stop()
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if registry.is_tiny:
         print(f"NOTICE: {TINY_NOTICE}", flush=True)
-    if not args.no_preload:
+    if not args.no_preload and engine is None:
         pipelines.start_preload()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    print(f"Lift3D backend ready on {endpoint} (Ctrl+C to stop)", flush=True)
-    server.serve(stop)
+    where = f" with {len(engine.workers)} Ray worker(s)" if engine else ""
+    print(f"Lift3D backend ready on {endpoint}{where} (Ctrl+C to stop)", flush=True)
+    try:
+        server.serve(stop)
+    finally:
+        if engine is not None:
+            engine.stop()
     print("Lift3D backend stopped", flush=True)
     return 0
 

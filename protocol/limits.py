@@ -24,7 +24,9 @@ class ProtocolVersion(NamedTuple):
 # choice of fixer (an older add-on's true/false still means what it meant) and `progressive_fix`.
 # 2.2: the `texture` request kind (`texture` → `texture_preview`s → `painted_texture`), its stages and
 # options (`views`, `paint_steps`, `refine_steps`; `texture_size` serves it too).
-PROTOCOL_VERSION = ProtocolVersion(2, 2)
+# 2.3: the `worker_lost` failure code (the Ray engine's worker died during the job; an older add-on
+# shows it like `pipeline_error`).
+PROTOCOL_VERSION = ProtocolVersion(2, 3)
 
 DEFAULT_PORT = 5571
 DEFAULT_HOST = "127.0.0.1"

@@ -350,6 +350,7 @@ FAILURE_CODES = (
     "out_of_memory",
     "pipeline_error",
     "shutdown",
+    "worker_lost",          # the worker process running the job died (2.3); it is restarted
 )
 
 

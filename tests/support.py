@@ -60,10 +60,11 @@ def stepping_pipeline(steps: int = 5, step_s: float = 0.01, n_splats: int = 64,
 
 
 @contextlib.contextmanager
-def running_server(pipeline: Callable, **config: object) -> Iterator[Server]:
-    """A Server on tcp://127.0.0.1:<random> served by a background thread."""
+def running_server(pipeline: Callable, executors: list | None = None, **config: object) -> Iterator[Server]:
+    """A Server on tcp://127.0.0.1:<random> served by a background thread (`executors`: the
+    engine's workers, default one in-process)."""
     cfg = replace(ServerConfig(bind="tcp://127.0.0.1:*", heartbeat_interval_s=0.2), **config)
-    server = Server(cfg, pipeline, device=DeviceInfo("cpu"))
+    server = Server(cfg, pipeline, device=DeviceInfo("cpu"), executors=executors)
     server.bind()
     stop = threading.Event()
     thread = threading.Thread(target=server.serve, args=(stop,), daemon=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from protocol import REQUEST_TYPES, Enhance, Generate, Message, RequestKind, Texture, request_kind
+from protocol import REQUEST_TYPES, Message, RequestKind, request_kind
 from protocol.kinds import STAGE_SHARES
 
 from .cache import ResultCache
@@ -36,21 +36,23 @@ class Pipelines:
         self.generate = GenerationPipeline(registry, self.cache)
         self.enhance = EnhancePipeline(registry)
         self.texture = TexturePipeline(registry, self.cache)
-        self._orchestrators = {Generate: self.generate, Enhance: self.enhance, Texture: self.texture}
+        self._orchestrators = {RequestKind.GENERATE: self.generate, RequestKind.ENHANCE: self.enhance,
+                               RequestKind.TEXTURE: self.texture}
 
     @property
     def request_kinds(self) -> tuple[RequestKind, ...]:
         """The kinds served (the server's welcome lists them and refuses the others)."""
-        return tuple(kind for kind, cls in REQUEST_TYPES.items() if cls in self._orchestrators)
+        return tuple(kind for kind in REQUEST_TYPES if kind in self._orchestrators)
 
-    def prepare(self, request: Any) -> tuple[Any, Any, RequestKind]:
-        """→ (orchestrator, its typed input, the request kind); raises protocol.OptionError for a
-        bad request."""
-        orchestrator = self._orchestrators[type(request)]
-        return orchestrator, orchestrator.prepare(request), request_kind(request)
+    def prepare(self, request: Any) -> tuple[RequestKind, Any]:
+        """→ (the request kind, its orchestrator's typed input): plain data, so a Ray worker with
+        its own pipelines can run it; raises protocol.OptionError for a bad request."""
+        kind = request_kind(request)
+        return kind, self._orchestrators[kind].prepare(request)
 
-    def run(self, job_input: tuple[Any, Any, RequestKind], ctx: StageContext) -> Message:
-        orchestrator, inputs, kind = job_input
+    def run(self, job_input: tuple[RequestKind, Any], ctx: StageContext) -> Message:
+        kind, inputs = job_input
+        orchestrator = self._orchestrators[kind]
         # Every kind waits for the background preload, not only generate: importing diffusers and
         # transformers modules from two threads at once can fail half-way (a texture or enhance
         # job loads its models while the preload thread is still importing).

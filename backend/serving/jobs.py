@@ -1,9 +1,10 @@
-"""Jobs and the JobManager: a bounded queue in front of one GPU worker thread.
+"""Jobs and the JobManager: a bounded, fair queue in front of one or more executors.
 
-The worker runs the job's prepared input through the runner with a StageContext and hands every
-message it produces to `emit(job, message)`. It never touches a socket; the server decides how the
-message reaches the client. Cancellation is cooperative: a running job stops at its next
-`check_cancelled`; a queued job is simply removed.
+An executor runs a job's prepared input through the runner with a StageContext and hands every
+message it produces to `emit(job, message)`: the embedded engine runs it in this process
+(`LocalExecutor`), the Ray engine on a Ray actor (`ray_engine.RayExecutor`). Executors never touch
+a socket; the server decides how the message reaches the client. Cancellation is cooperative: a
+running job stops at its next `check_cancelled`; a queued job is simply removed.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -80,33 +81,174 @@ class Job:
     last_event_at: float = field(default_factory=time.monotonic)
     """Updated by the worker on every message; the server's heartbeats report its age."""
     state: str = "queued"  # queued -> running -> done
+    worker: str = ""
+    """The executor that ran it (empty while queued)."""
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A message a remote worker has already encoded (and so validated): its frames, and how the
+    front end treats it when the client lags."""
+
+    frames: list[bytes]
+    terminal: bool
+    droppable: bool
+    stage: str | None = None
+    """The stage a `progress` message reports (the front end names it if the worker dies)."""
+
+
+Emit = Callable[[Job, "Message | Encoded"], None]
+
+
+class Executor(Protocol):
+    """Runs one job at a time to its end. `execute` blocks until the job is over and emits every
+    message of it, ending with exactly one terminal message (result, `failed` or `cancelled`). It
+    must stop soon after `job.cancel_event` is set."""
+
+    name: str
+
+    def execute(self, job: Job, emit: Callable[[Message | Encoded], None]) -> None:
+        ...
+
+    # Optional: `wait_until_ready(stopping: Callable[[], bool]) -> None`, called before each job is
+    # taken; blocks while the executor cannot run one (a Ray actor being restarted).
+
+
+def run_job(runner: Runner, job_input: Any, cancel_event: threading.Event, emit: Callable[[Message], None],
+            preview_interval_s: float, label: str) -> None:
+    """Run one job through `runner` and emit its messages, the terminal one included. Shared by the
+    in-process executor and the Ray worker, so both report and fail in exactly the same way."""
+    ctx = StageContext(emit, cancel_event, preview_interval_s)
+    started = time.monotonic()
+    try:
+        ctx.check_cancelled()
+        result = runner.run(job_input, ctx)
+        if not is_result(result):
+            raise TypeError(f"the pipeline returned {type(result).__name__}, not a final Mesh "
+                            "(generate) or an EnhancedImage (enhance)")
+        emit(result)  # encodes, so an invalid result becomes a pipeline failure below
+        log.info("job %s finished in %.1f s", label, time.monotonic() - started)
+        return
+    except JobCancelled:
+        log.info("job %s cancelled during %s", label, ctx.stage)
+        outcome: Message = Cancelled(stage=ctx.stage)
+    except Exception as exc:  # any pipeline failure becomes a `failed` message
+        log.exception("job %s failed during %s", label, ctx.stage)
+        outcome = failure_for(exc, ctx.stage)
+    emit(outcome)
+
+
+@dataclass
+class LocalExecutor:
+    """The embedded engine: the job runs on the calling thread of this process."""
+
+    runner: Runner
+    preview_interval_s: float = 0.1
+    name: str = "local"
+
+    def execute(self, job: Job, emit: Callable[[Message | Encoded], None]) -> None:
+        run_job(self.runner, job.job_input, job.cancel_event, emit, self.preview_interval_s, job.job_id)
+
+
+class FairQueue:
+    """Jobs waiting for a worker, handed out fairly between clients: the next job belongs to the
+    client with the fewest jobs running, ties going to the client served longest ago (round
+    robin); each client's own jobs keep their order. One artist queueing many jobs thus delays
+    another artist's job by at most the jobs already running."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[bytes, deque[Job]] = {}
+        self._last_served: dict[bytes, int] = {}
+        self._ticks = 0
+
+    def __len__(self) -> int:
+        return sum(len(jobs) for jobs in self._waiting.values())
+
+    def __iter__(self) -> Iterator[Job]:
+        return (job for jobs in self._waiting.values() for job in jobs)
+
+    def push(self, job: Job) -> None:
+        self._waiting.setdefault(job.client, deque()).append(job)
+
+    def remove(self, job: Job) -> None:
+        jobs = self._waiting[job.client]
+        jobs.remove(job)
+        if not jobs:
+            del self._waiting[job.client]
+
+    def pop(self, running: Counter[bytes]) -> Job:
+        """The next job to start, given how many jobs each client has running."""
+        client = self._next_client(running, self._last_served)
+        self._ticks += 1
+        self._last_served[client] = self._ticks
+        job = self._waiting[client].popleft()
+        if not self._waiting[client]:
+            del self._waiting[client]
+        return job
+
+    def order(self, running: Counter[bytes]) -> list[Job]:
+        """The waiting jobs in the order they would start if no job finished meanwhile."""
+        waiting = {client: list(jobs) for client, jobs in self._waiting.items()}
+        running, served, out = Counter(running), dict(self._last_served), []
+        while waiting:
+            client = self._next_client(running, served, waiting)
+            out.append(waiting[client].pop(0))
+            running[client] += 1
+            served[client] = self._ticks + len(out)
+            if not waiting[client]:
+                del waiting[client]
+        return out
+
+    def forget(self, client: bytes) -> None:
+        self._last_served.pop(client, None)
+
+    def clear(self) -> list[Job]:
+        jobs = list(self)
+        self._waiting.clear()
+        return jobs
+
+    def _next_client(self, running: Counter[bytes], served: dict[bytes, int],
+                     waiting: dict[bytes, Any] | None = None) -> bytes:
+        return min(waiting if waiting is not None else self._waiting,
+                   key=lambda client: (running[client], served.get(client, 0)))
 
 
 class JobManager:
-    def __init__(self, runner: Runner, emit: Callable[[Job, Message], None], max_queued: int = 4,
-                 preview_interval_s: float = 0.1) -> None:
-        self._runner = runner
+    """A bounded, fair queue in front of one or more executors, each driven by its own thread
+    that takes a job only when its executor is idle (a job is never queued on a busy worker, where
+    it could not be overtaken or re-routed)."""
+
+    def __init__(self, executors: Sequence[Executor], emit: Emit, max_queued: int = 4) -> None:
+        if not executors:
+            raise ValueError("a JobManager needs at least one executor")
+        self._executors = list(executors)
         self._emit = emit
         self._max_queued = max_queued
-        self._preview_interval_s = preview_interval_s
-        self._pending: deque[Job] = deque()
-        self._running: Job | None = None
+        self._pending = FairQueue()
+        self._running: dict[str, Job] = {}  # executor name -> its job
         self._lock = threading.Condition()
         self._stopping = False
-        self._thread = threading.Thread(target=self._work, name="lift3d-gpu-worker", daemon=True)
+        self._threads = [threading.Thread(target=self._work, args=(executor,), daemon=True,
+                                          name=f"lift3d-worker-{executor.name}") for executor in self._executors]
+
+    @property
+    def workers(self) -> int:
+        return len(self._executors)
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, job: Job) -> int:
-        """Queue `job`; returns how many jobs are ahead of it. Raises QueueFull."""
+        """Queue `job`; returns how many jobs must finish before it can start (0: it starts now).
+        Raises QueueFull."""
         with self._lock:
             if len(self._pending) >= self._max_queued:
                 raise QueueFull(f"{len(self._pending)} jobs are already waiting")
-            position = len(self._pending) + (self._running is not None)
-            self._pending.append(job)
+            self._pending.push(job)
+            ahead = self._pending.order(self._running_by_client()).index(job)
             self._lock.notify()
-            return position
+            return max(0, ahead + len(self._running) - len(self._executors) + 1)
 
     def cancel(self, client: bytes, job_id: str) -> str | None:
         """'queued' if the job was removed from the queue (nothing more will be emitted for it),
@@ -117,92 +259,87 @@ class JobManager:
                     self._pending.remove(job)
                     job.state = "done"
                     return "queued"
-            running = self._running
-            if running is not None and running.client == client and running.job_id == job_id:
-                running.cancel_event.set()
-                return "running"
+            for running in self._running.values():
+                if running.client == client and running.job_id == job_id:
+                    running.cancel_event.set()
+                    return "running"
         return None
 
     def cancel_client(self, client: bytes) -> int:
-        """Drop every queued job of `client` and stop its running one; returns how many."""
+        """Drop every queued job of `client` and stop its running ones; returns how many."""
         with self._lock:
             mine = [job for job in self._pending if job.client == client]
             for job in mine:
                 self._pending.remove(job)
                 job.state = "done"
-            if self._running is not None and self._running.client == client:
-                self._running.cancel_event.set()
-                mine.append(self._running)
+            self._pending.forget(client)
+            for running in self._running.values():
+                if running.client == client:
+                    running.cancel_event.set()
+                    mine.append(running)
         return len(mine)
 
     def held(self) -> int:
         """Jobs queued or running."""
         with self._lock:
-            return len(self._pending) + (self._running is not None)
+            return len(self._pending) + len(self._running)
+
+    def running(self) -> dict[str, Job]:
+        """Executor name → the job it runs now."""
+        with self._lock:
+            return dict(self._running)
 
     def worker_alive(self) -> bool:
-        return self._thread.is_alive()
+        return any(thread.is_alive() for thread in self._threads)
 
     def shutdown(self, timeout_s: float = 5.0) -> list[Job]:
-        """Stop accepting work, cancel everything, wait for the worker. Returns the queued jobs
+        """Stop accepting work, cancel everything, wait for the workers. Returns the queued jobs
         that never ran (the server tells their clients)."""
         with self._lock:
             self._stopping = True
-            dropped = list(self._pending)
-            self._pending.clear()
-            if self._running is not None:
-                self._running.cancel_event.set()
+            dropped = self._pending.clear()
+            for job in self._running.values():
+                job.cancel_event.set()
             self._lock.notify_all()
-        if self._thread.is_alive():
-            self._thread.join(timeout_s)
-            if self._thread.is_alive():
-                log.warning("the worker did not stop within %.0f s (a pipeline step ignores cancellation)",
-                            timeout_s)
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(max(0.0, deadline - time.monotonic()))
+        if self.worker_alive():
+            log.warning("a worker did not stop within %.0f s (a pipeline step ignores cancellation)", timeout_s)
         return dropped
 
-    def _work(self) -> None:
+    def _running_by_client(self) -> Counter[bytes]:
+        return Counter(job.client for job in self._running.values())
+
+    def _work(self, executor: Executor) -> None:
+        wait_until_ready = getattr(executor, "wait_until_ready", None)
         while True:
+            if wait_until_ready is not None:  # a remote worker that died takes no job until it is back
+                wait_until_ready(lambda: self._stopping)
             with self._lock:
-                while not self._pending and not self._stopping:
+                while not len(self._pending) and not self._stopping:
                     self._lock.wait()
                 if self._stopping:
                     return
-                job = self._running = self._pending.popleft()
-                job.state = "running"
+                job = self._pending.pop(self._running_by_client())
+                self._running[executor.name] = job
+                job.state, job.worker = "running", executor.name
+
+            def emit(message: Message | Encoded, job: Job = job) -> None:
+                job.last_event_at = time.monotonic()
+                self._emit(job, message)
+
             try:
-                self._run(job)
-            except Exception:  # the worker must outlive any single job, or every later job would hang
+                executor.execute(job, emit)
+            except Exception:  # a worker must outlive any single job, or every later job would hang
                 log.exception("job %s: could not deliver its final message", job.job_id)
                 self._emit(job, Failed(code="pipeline_error", message="The backend could not report how this "
                                        "job ended.", hint="This is a backend bug; the backend log has the details."))
             finally:
                 with self._lock:
                     job.state = "done"
-                    self._running = None
-
-    def _run(self, job: Job) -> None:
-        def emit(message: Message) -> None:
-            job.last_event_at = time.monotonic()
-            self._emit(job, message)
-
-        ctx = StageContext(emit, job.cancel_event, self._preview_interval_s)
-        started = time.monotonic()
-        try:
-            ctx.check_cancelled()
-            result = self._runner.run(job.job_input, ctx)
-            if not is_result(result):
-                raise TypeError(f"the pipeline returned {type(result).__name__}, not a final Mesh "
-                                "(generate) or an EnhancedImage (enhance)")
-            emit(result)  # encodes, so an invalid result becomes a pipeline failure below
-            log.info("job %s finished in %.1f s", job.job_id, time.monotonic() - started)
-            return
-        except JobCancelled:
-            log.info("job %s cancelled during %s", job.job_id, ctx.stage)
-            outcome: Message = Cancelled(stage=ctx.stage)
-        except Exception as exc:  # any pipeline failure becomes a `failed` message
-            log.exception("job %s failed during %s", job.job_id, ctx.stage)
-            outcome = failure_for(exc, ctx.stage)
-        emit(outcome)
+                    self._running.pop(executor.name, None)
 
 
 def failure_for(exc: BaseException, stage: str | None) -> Failed:

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +47,7 @@ from .. import __version__
 from .config import MAX_JOBS_PER_CLIENT, ServerConfig
 from .context import PipelineError
 from ..device import DeviceInfo, describe_device
-from .jobs import Job, JobManager, QueueFull, Runner, as_runner, served_kinds
+from .jobs import Encoded, Executor, Job, JobManager, LocalExecutor, QueueFull, Runner, as_runner, served_kinds
 from .security import check_bind_policy, enable_curve_server
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,11 @@ class ClientState:
 
 
 class Server:
-    def __init__(self, config: ServerConfig, runner: Runner | Callable, device: DeviceInfo | None = None) -> None:
+    def __init__(self, config: ServerConfig, runner: Runner | Callable, device: DeviceInfo | None = None,
+                 executors: Sequence[Executor] | None = None) -> None:
+        """`runner` prepares requests (on this thread, before `accepted`) and says which kinds are
+        served; `executors` run the jobs (default: one in this process, running `runner`; the Ray
+        engine passes its workers)."""
         check_bind_policy(config.bind, config.keys_dir, config.insecure)
         self.config = config
         self._device = device or describe_device(config.device)
@@ -85,7 +89,8 @@ class Server:
         self._outbox_endpoint = f"inproc://lift3d-outbox-{id(self):x}"
         self._clients: dict[bytes, ClientState] = {}
         self._runner = as_runner(runner)
-        self._jobs = JobManager(self._runner, self._post_from_worker, max_queued=config.max_queued)
+        executors = executors or [LocalExecutor(self._runner)]
+        self._jobs = JobManager(executors, self._post_from_worker, max_queued=config.max_queued)
         self.endpoint = ""
         self.dropped: Counter[str] = Counter()
         """Messages dropped for clients that lag, by type ('preview', 'heartbeat')."""
@@ -297,16 +302,20 @@ class Server:
 
     # -- outgoing ------------------------------------------------------------------------
 
-    def _post_from_worker(self, job: Job, message: Message) -> None:
-        """Called on the worker thread: hand the encoded message to the server thread."""
+    def _post_from_worker(self, job: Job, message: Message | Encoded) -> None:
+        """Called on a worker thread: hand the encoded message to the server thread."""
         push = getattr(self._push_local, "socket", None)
         if push is None:
             push = self._push_local.socket = self._ctx.socket(zmq.PUSH)
             push.setsockopt(zmq.SNDTIMEO, 10_000)  # never hang the worker if the server loop is gone
             push.setsockopt(zmq.LINGER, 0)
             push.connect(self._outbox_endpoint)
-        marker = _TERMINAL if is_terminal(message) else _DROPPABLE if message.TYPE == "preview" else _NORMAL
-        frames = encode(message, job_id=job.job_id)
+        if isinstance(message, Encoded):  # a remote worker encoded it (with this job's id)
+            marker = _TERMINAL if message.terminal else _DROPPABLE if message.droppable else _NORMAL
+            frames: list[Any] = message.frames
+        else:
+            marker = _TERMINAL if is_terminal(message) else _DROPPABLE if message.TYPE == "preview" else _NORMAL
+            frames = encode(message, job_id=job.job_id)
         push.send_multipart([job.client, marker, job.job_id.encode(), *frames], copy=False)
 
     def _forward(self, frames: list[zmq.Frame]) -> None:
