@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,7 +36,7 @@ def test_serve_answers_ping_and_shuts_down_cleanly_on_signals(sig):
     try:
         result = backend_cli("ping", "--connect", backend.endpoint)
         assert result.returncode == 0, result.stderr
-        assert "protocol 2.2" in result.stdout and "draft, standard, high" in result.stdout
+        assert "protocol 2.3" in result.stdout and "draft, standard, high" in result.stdout
         assert "options           segmentation, elevation, faces" in result.stdout
         t0 = time.monotonic()
         backend.process.send_signal(sig)
@@ -57,6 +58,21 @@ def test_serve_reports_an_address_in_use():
         result = backend_cli("serve", "--models", "tiny", "--bind", first.endpoint)
     assert result.returncode == 2
     assert "cannot bind" in result.stderr and "already running" in result.stderr
+
+
+def test_serve_refuses_ray_options_without_the_ray_engine():
+    result = backend_cli("serve", "--models", "tiny", "--workers", "2", "--bind", free_tcp_endpoint())
+    assert result.returncode == 2
+    assert "--ray-address, --workers and --worker-resource need --engine ray" in result.stderr
+
+
+@pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="this machine has GPUs for Ray to find")
+def test_serve_with_ray_on_a_machine_without_gpus_says_what_to_do():
+    pytest.importorskip("ray")
+    result = backend_cli("serve", "--models", "tiny", "--no-preload", "--engine", "ray", "--bind",
+                         free_tcp_endpoint(), timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "the Ray cluster has 0 GPU" in result.stderr and "--worker-resource CPU" in result.stderr
 
 
 def test_keys_generate_then_encrypted_ping(tmp_path):

@@ -1,0 +1,98 @@
+"""Fair scheduling between clients: the FairQueue on its own, then the JobManager with several
+in-process executors behind the real server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+from backend.serving.jobs import FairQueue, Job, JobManager, LocalExecutor, as_runner
+from protocol import Mesh
+from tests.support import PNG, collect, connected_client, running_server, stepping_pipeline
+
+
+def job(client: bytes, name: str) -> Job:
+    return Job(client=client, job_id=name, job_input=None)
+
+
+def test_the_client_with_fewer_jobs_running_goes_first_then_clients_take_turns():
+    queue = FairQueue()
+    for name in ("a1", "a2", "a3"):
+        queue.push(job(b"A", name))
+    queue.push(job(b"B", "b1"))
+    queue.push(job(b"B", "b2"))
+    queue.push(job(b"C", "c1"))
+    # A already runs two jobs, B one: C first, then B, then turns in order of last service.
+    running = Counter({b"A": 2, b"B": 1})
+    assert [j.job_id for j in queue.order(running)] == ["c1", "b1", "a1", "b2", "a2", "a3"]
+    started = []
+    while len(queue):
+        started.append(queue.pop(running).job_id)
+        running[started[-1][0].upper().encode()] += 1
+    assert started == ["c1", "b1", "a1", "b2", "a2", "a3"]
+
+
+def test_a_clients_own_jobs_keep_their_order_and_removal_works():
+    queue = FairQueue()
+    jobs = [job(b"A", f"a{i}") for i in range(4)]
+    for j in jobs:
+        queue.push(j)
+    queue.remove(jobs[1])
+    assert [j.job_id for j in queue] == ["a0", "a2", "a3"] and len(queue) == 3
+    assert [queue.pop(Counter()).job_id for _ in range(3)] == ["a0", "a2", "a3"]
+    assert len(queue) == 0 and queue.clear() == []
+
+
+def test_positions_count_the_jobs_that_must_finish_first_with_two_executors():
+    """`accepted.queue_position` with two workers: 0 while a worker is free, then how many jobs
+    must end before this one can start."""
+    gate = threading.Event()
+
+    def blocked(request, ctx):
+        while not gate.is_set():
+            ctx.check_cancelled()
+            time.sleep(0.01)
+        return Mesh(kind="final", vertices=None, faces=None)
+
+    runner = as_runner(blocked)
+    manager = JobManager([LocalExecutor(runner, name="w0"), LocalExecutor(runner, name="w1")],
+                         lambda job, message: None, max_queued=8)
+    manager.start()
+    try:
+        positions = [manager.submit(job(b"A", "a1")), manager.submit(job(b"A", "a2"))]
+        deadline = time.monotonic() + 5
+        while len(manager.running()) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        positions += [manager.submit(job(b"A", "a3")), manager.submit(job(b"A", "a4")),
+                      manager.submit(job(b"B", "b1"))]
+        # a3 waits for one of the two running jobs, a4 for two; B's first job overtakes A's queue.
+        assert positions == [0, 0, 1, 2, 1]
+        assert sorted(j.job_id for j in manager.running().values()) == ["a1", "a2"]
+    finally:
+        gate.set()
+        manager.shutdown()
+
+
+def test_a_second_clients_job_starts_right_after_the_running_one_on_one_worker():
+    """One in-process worker: A queues six jobs, then B one; B's starts as soon as A's first ends."""
+    started = []
+    inner = stepping_pipeline(steps=4, step_s=0.05)
+
+    def pipeline(request, ctx):
+        started.append(request.seed)
+        return inner(request, ctx)
+
+    with running_server(pipeline, max_queued=8) as server:
+        with connected_client(server) as a, connected_client(server) as b:
+            jobs_a = [a.submit(PNG, "a", quality="draft", seed=i) for i in range(6)]
+            deadline = time.monotonic() + 5
+            while not started:  # A's first job is running
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            job_b = b.submit(PNG, "b", quality="draft", seed=99)
+            accepted_b = collect(b, {job_b}, timeout_s=30)[0].message
+            collect(a, set(jobs_a), timeout_s=30)
+    assert accepted_b.queue_position == 1  # only A's running job is ahead of it
+    assert started == [0, 99, 1, 2, 3, 4, 5]
