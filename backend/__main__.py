@@ -127,22 +127,28 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         if args.engine == "local" and (args.ray_address or args.workers is not None or args.worker_resource != "GPU"):
             raise ValueError("--ray-address, --workers and --worker-resource need --engine ray")
-        registry = ModelRegistry(ModelSettings(preset=args.models, device=args.device, lock_file=args.models_lock))
-        # The front end prepares requests with these pipelines; with Ray, only the workers run them.
-        pipelines = Pipelines(registry, ResultCache(args.cache_dir))
         executors, device = None, None
         if args.engine == "ray":
             from .serving.ray_engine import PipelinesFactory, RayEngine, RayEngineConfig
 
-            factory = PipelinesFactory(registry.preset, args.device, args.models_lock, args.cache_dir,
+            # The workers resolve the model preset and the device on their own machines (the front
+            # end may have neither the weights nor a GPU); its own pipelines only prepare requests,
+            # which needs no model.
+            factory = PipelinesFactory(args.models, args.device, args.models_lock, args.cache_dir,
                                        preload=not args.no_preload)
             engine = RayEngine(RayEngineConfig(address=args.ray_address, workers=args.workers,
                                                worker_resource=args.worker_resource), factory, args.device)
             executors = engine.start()
-            device = engine.device_info()
+            device, preset = engine.device_info(), engine.preset()
+            registry = ModelRegistry(ModelSettings(preset="tiny", device="cpu"))
+        else:
+            registry = ModelRegistry(ModelSettings(preset=args.models, device=args.device,
+                                                   lock_file=args.models_lock))
+            preset = registry.preset
+        pipelines = Pipelines(registry, ResultCache(args.cache_dir))
         max_queued = args.max_queued if args.max_queued is not None else 4 * len(executors or [None])
         config = ServerConfig(bind=args.bind, keys_dir=args.keys, insecure=args.insecure, device=args.device,
-                              max_queued=max_queued, model_preset=registry.preset)
+                              max_queued=max_queued, model_preset=preset)
         server = Server(config, pipelines, device=device, executors=executors)
         endpoint = server.bind()
     except (SecurityError, OSError, ValueError, ModelUnavailableError, EngineError) as exc:
@@ -150,7 +156,7 @@ def _serve(args: argparse.Namespace) -> int:
             engine.stop()
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if registry.is_tiny:
+    if preset == "tiny":
         print(f"NOTICE: {TINY_NOTICE}", flush=True)
     if not args.no_preload and engine is None:
         pipelines.start_preload()

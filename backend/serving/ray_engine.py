@@ -110,8 +110,10 @@ class PipelineWorker:
         import ray
 
         device = describe_device(self._device)
+        registry = getattr(self._runner, "registry", None)
         return {"pid": os.getpid(), "node": ray.util.get_node_ip_address(), "device": device.device,
-                "gpu_name": device.gpu_name, "gpu_memory_mb": device.gpu_memory_mb}
+                "gpu_name": device.gpu_name, "gpu_memory_mb": device.gpu_memory_mb,
+                "preset": registry.preset if registry is not None else "none"}
 
     def cancel(self, job_id: str) -> None:
         # setdefault: a cancel may overtake the run call it is about (different concurrency groups
@@ -282,6 +284,15 @@ class RayEngine:
                      info["gpu_name"] or "")
         return [RayExecutor(actor, f"ray-{index}", config.preview_interval_s)
                 for index, actor in enumerate(self.actors)]
+
+    def preset(self) -> str:
+        """The model preset every worker resolved (they must agree: one set of results per request)."""
+        presets = sorted({info["preset"] for info in self.workers})
+        if len(presets) != 1:
+            raise EngineError(f"the Ray workers resolved different model presets ({', '.join(presets)}): some "
+                              "machines lack the full weights. Run `./lift3d backend models download` on every "
+                              "GPU machine, or pass --models full (or tiny) explicitly.")
+        return presets[0]
 
     def device_info(self) -> DeviceInfo:
         """For the welcome: the first worker's device, named with the worker count."""

@@ -85,7 +85,7 @@ def test_keys_generate_then_encrypted_ping(tmp_path):
         encrypted = backend_cli("ping", "--connect", backend.endpoint, "--keys", str(keys))
         plain = backend_cli("ping", "--connect", backend.endpoint, "--timeout", "1")
     assert encrypted.returncode == 0, encrypted.stderr
-    assert "protocol 2.2" in encrypted.stdout
+    assert "protocol 2.3" in encrypted.stdout
     assert plain.returncode == 1 and "pass the same key folder" in plain.stderr
 
 
