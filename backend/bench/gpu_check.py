@@ -118,7 +118,10 @@ def _photo() -> bytes:
     return buffer.getvalue()
 
 
-def step_pipeline(models_root: Path, log: Callable[[str], None]) -> dict[str, Any]:
+def step_pipeline(models_root: Path | None, log: Callable[[str], None], *, device: str = "cuda",
+                  quality: str = "standard", options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`models_root`: where to build (or find) the full-size set; None runs on the tiny models as they
+    are (the CPU test of this step's plumbing)."""
     import torch
 
     from protocol import Cancelled, Failed, Mesh, Preview, Progress
@@ -131,18 +134,20 @@ def step_pipeline(models_root: Path, log: Callable[[str], None]) -> dict[str, An
     from ..serving.server import Server
     from .full_size_set import build_full_size_set
 
+    cuda = device.startswith("cuda")
     started = time.perf_counter()
-    build_full_size_set(models_root, log=log)
+    if models_root is not None:
+        build_full_size_set(models_root, log=log)
     build_s = time.perf_counter() - started
-    registry = ModelRegistry(ModelSettings(preset="tiny", device="cuda", tiny_dir=models_root))
+    registry = ModelRegistry(ModelSettings(preset="tiny", device=device, tiny_dir=models_root))
     # A fresh result cache: the first job must compute everything, the second reuse what it may.
     cache_dir = Path(tempfile.mkdtemp(prefix="lift3d-gpu-check-results-"))
     pipelines = Pipelines(registry, ResultCache(cache_dir))
     started = time.perf_counter()
     pipelines.generate.preloader.start().join()
     load_s = time.perf_counter() - started
-    server = Server(ServerConfig(bind="tcp://127.0.0.1:*", model_preset="full-size random (benchmark only)"),
-                    pipelines)
+    label = "full-size random (benchmark only)" if models_root is not None else "tiny"
+    server = Server(ServerConfig(bind="tcp://127.0.0.1:*", model_preset=label), pipelines)
     endpoint = server.bind()
     stop = threading.Event()
     thread = threading.Thread(target=server.serve, args=(stop,), daemon=True)
@@ -153,9 +158,10 @@ def step_pipeline(models_root: Path, log: Callable[[str], None]) -> dict[str, An
             client.handshake(30)
 
             def job(prompt: str) -> dict[str, Any]:
-                torch.cuda.reset_peak_memory_stats()
+                if cuda:
+                    torch.cuda.reset_peak_memory_stats()
                 submitted = time.perf_counter()
-                job_id = client.submit(image, prompt, quality="standard", seed=0)
+                job_id = client.submit(image, prompt, quality=quality, seed=0, options=options or {})
                 first_preview, stages = None, {}
                 while True:
                     for envelope in client.poll(budget_ms=20, wait=True):
@@ -172,12 +178,12 @@ def step_pipeline(models_root: Path, log: Callable[[str], None]) -> dict[str, An
                             return {"seconds": now, "first_preview_s": first_preview,
                                     "stage_seconds": dict(pipelines.generate.last_report.timings),
                                     "stage_started_s": stages, "cache": dict(message.metadata.cache),
-                                    "peak_vram_mb": torch.cuda.max_memory_allocated() / 2**20,
+                                    "peak_vram_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
                                     "faces": int(len(message.faces)),
                                     "texture": list(message.texture.shape) if message.texture is not None else None}
 
             first = job("a cup of coffee")
-            log(f"standard: {first['seconds']:.1f} s, first preview {first['first_preview_s']}")
+            log(f"{quality}: {first['seconds']:.1f} s, first preview {first['first_preview_s']}")
             again = job("a cup of tea")  # prompt-only change: geometry and mesh come from the cache
             log(f"prompt-only regeneration: {again['seconds']:.1f} s")
     finally:
@@ -186,8 +192,9 @@ def step_pipeline(models_root: Path, log: Callable[[str], None]) -> dict[str, An
         shutil.rmtree(cache_dir, ignore_errors=True)
     ok = (first["seconds"] <= TARGETS["standard_s"] and (first["first_preview_s"] or 1e9) <= TARGETS["first_preview_s"]
           and again["seconds"] <= TARGETS["regenerate_s"])
-    return {"ok": ok, "models": "full-size architectures, random weights (benchmark only)",
-            "build_set_s": build_s, "load_models_s": load_s, "standard": first, "regenerate": again}
+    return {"ok": ok, "models": "full-size architectures, random weights (benchmark only)" if models_root is not None
+            else "tiny models", "quality": quality, "device": device, "build_set_s": build_s, "load_models_s": load_s,
+            "standard": first, "regenerate": again}
 
 
 STEPS: dict[str, Callable[..., dict[str, Any]]] = {"tests": step_tests, "splat": step_splat, "raster": step_raster,

@@ -55,3 +55,23 @@ def test_the_full_size_set_loads_through_the_registry_at_the_real_sizes(tmp_path
     assert built == []
     # And they really run: a depth map of the processor's size.
     assert depth.predict(torch.rand(1, 3, 64, 64)).shape[-2:] == (64, 64)
+
+
+def test_the_pipeline_step_times_a_generation_and_a_prompt_only_regeneration_through_the_server():
+    """gpu-check's pipeline step with its plumbing on the CPU: the tiny models, the draft preset
+    shortened (the GPU run uses the full-size set at standard)."""
+    from backend.bench.gpu_check import format_report, step_pipeline
+
+    result = step_pipeline(None, log=lambda _: None, device="cpu", quality="draft",
+                           options={"geometry_steps": 6, "texture_steps": 1})
+    first, again = result["standard"], result["regenerate"]
+    assert first["seconds"] > 0 and first["first_preview_s"] is not None and first["first_preview_s"] < first["seconds"]
+    assert set(first["stage_seconds"]) >= {"preprocess", "geometry", "mesh", "texture"}
+    assert first["cache"] == {"preprocess": "miss", "geometry": "miss", "mesh": "miss"}
+    # The photo has no alpha, so the new prompt segments it again; the same cut-out then reuses
+    # the geometry and the mesh.
+    assert again["cache"]["geometry"] == again["cache"]["mesh"] == "hit"
+    assert first["faces"] > 100 and first["peak_vram_mb"] is None
+    report = format_report({"gpu": "cpu", "torch": torch.__version__, "elapsed_s": 1.0,
+                            "steps": {"pipeline": result}})
+    assert "pipeline" in report and "first preview" in report and "tiny models" in report
