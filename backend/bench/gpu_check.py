@@ -221,10 +221,11 @@ def format_report(report: dict[str, Any]) -> str:
         elif name == "pipeline" and "standard" in step:
             s, r = step["standard"], step["regenerate"]
             stages = ", ".join(f"{k} {v:.1f}" for k, v in s["stage_seconds"].items())
+            vram = "n/a" if s["peak_vram_mb"] is None else f"{s['peak_vram_mb']:,.0f} MB"
             detail = (f"standard {s['seconds']:.1f} s (≤ {TARGETS['standard_s']:.0f}); first preview "
                       f"{s['first_preview_s'] or float('nan'):.2f} s (≤ {TARGETS['first_preview_s']:.0f}); "
-                      f"regenerate {r['seconds']:.1f} s (≤ {TARGETS['regenerate_s']:.0f}); peak VRAM "
-                      f"{s['peak_vram_mb']:,.0f} MB; stages [s]: {stages}; {step['models']}")
+                      f"regenerate {r['seconds']:.1f} s (≤ {TARGETS['regenerate_s']:.0f}); peak VRAM {vram}; "
+                      f"stages [s]: {stages}; {step['models']}")
         lines.append(f"{name:<9} {status:<5} {detail}")
     return "\n".join(lines)
 
