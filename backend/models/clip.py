@@ -53,6 +53,25 @@ class Clip:
         x = ((x - self._mean) / self._std).to(self.dtype)
         return F.normalize(self.model.encode_image(x).float(), dim=-1)
 
+    def dense_features(self, images: Tensor) -> Tensor:
+        """images [B, 3, H, W] in [0, 1] → unit patch features [B, D, h, w] float32 in the joint
+        embedding space (each patch token through the final layer norm and the projection, as
+        MaskCLIP reads dense CLIP features; h × w is the patch grid, e.g. 7 × 7 for ViT-B/32).
+        Differentiable in the images."""
+        if images.ndim != 4 or images.shape[1] != 3 or not images.is_floating_point():
+            raise ValueError(f"images must be float [B, 3, H, W] in [0, 1], got {images.dtype} {tuple(images.shape)}")
+        visual = self.model.visual
+        x = F.interpolate(images.to(self.device, torch.float32), (self.image_size, self.image_size),
+                          mode="bicubic", align_corners=False, antialias=True)
+        x = ((x - self._mean) / self._std).to(self.dtype)
+        x = visual.transformer(visual._embeds(x))
+        _, tokens = visual._global_pool(x)  # [B, N, width], the class token left out
+        tokens = visual.ln_post(tokens)
+        if visual.proj is not None:
+            tokens = tokens @ visual.proj
+        h, w = visual.grid_size
+        return F.normalize(tokens.float(), dim=-1).transpose(1, 2).reshape(len(images), -1, h, w)
+
     @torch.no_grad()
     def encode_texts(self, texts: list[str]) -> Tensor:  # → unit embeddings [T, D] float32
         if not texts:

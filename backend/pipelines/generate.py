@@ -294,7 +294,8 @@ class _GenerateJob:
 
         refiner = self.registry.get(records.REFINER) if prompt and config.texture.prompt_refine_weight > 0 else None
         fixer = load_fixer(self.registry, config.fixer.model) if config.fixer.texture_targets else None
-        clip = self.registry.get(records.CLIP) if config.texture.clip_weight > 0 else None
+        clip = (self.registry.get(records.CLIP) if config.texture.clip_weight > 0 or config.texture.cross_view_weight > 0
+                else None)
         guidance = DiffusionTextureGuidance(self.registry.get(records.NOVEL_VIEW), self.reference_embedding,
                                             self.reference_image, config.texture, config.geometry, prompt=prompt,
                                             refiner=refiner, fixer=fixer, clip=clip, on_denoise_step=check)

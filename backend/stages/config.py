@@ -115,6 +115,12 @@ class TextureConfig:
     """MSE to the input image at the reference view."""
     clip_weight: float = 0.1
     """1 − cos(CLIP(render), CLIP(reference)) and, with a prompt, 1 − cos(CLIP(render), CLIP(text))."""
+    cross_view_weight: float = 0.0
+    """Cross-view semantic consistency (`cross_view.py`): 1 − cos of dense CLIP features at pixel
+    pairs of two views that see the same surface point. 0 turns it off (the default until the
+    degraded-guidance oracle shows what it buys; `high` uses it)."""
+    cross_view_offset_deg: float = 45.0
+    """Azimuth between the step's view and the second view the term compares it with."""
 
 
 @dataclass(frozen=True)
@@ -171,7 +177,7 @@ HIGH = replace(
     geometry=replace(STANDARD.geometry, steps=1000, multiview_samples=75),
     mesh=replace(STANDARD.mesh, grid_resolution=192, target_faces=50_000,
                  bake=replace(STANDARD.mesh.bake, texture_size=2048)),
-    texture=replace(STANDARD.texture, steps=100),
+    texture=replace(STANDARD.texture, steps=100, cross_view_weight=0.05),
     # Difix3D+ on the highest preset only until its cost on a GPU is measured for `standard`.
     fixer=replace(STANDARD.fixer, model="difix-ref", progressive=True),
 )

@@ -105,3 +105,7 @@ class DiffusionTextureGuidance:
         from .losses import clip_consistency_loss
 
         return clip_consistency_loss(self.clip.encode_images(renders), self._clip_targets)
+
+    def dense_features(self, renders: Tensor) -> Tensor | None:
+        """Unit dense CLIP features [B, D, h, w] of renders [B, 3, H, W] (None without CLIP)."""
+        return None if self.clip is None else self.clip.dense_features(renders)

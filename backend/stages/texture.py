@@ -20,6 +20,7 @@ from torch import Tensor
 from ..geometry.cameras import OrbitPose, cameras_from_poses, random_orbit_poses, reference_camera
 from ..geometry.textured_mesh import TexturedMesh, render_mesh
 from .config import GeometryConfig, TextureConfig
+from .cross_view import cross_view_loss, surface_correspondences
 from .geometry import ReferenceTargets, _resize
 
 
@@ -31,6 +32,9 @@ class TextureGuidance(Protocol):
     def semantic_loss(self, renders: Tensor) -> Tensor | None:
         """A differentiable consistency loss on renders [B, 3, H, W] (None: no such term)."""
         ...
+
+    # Optional: `dense_features(renders [B, 3, H, W]) -> Tensor [B, D, h, w] | None`, unit features
+    # for the cross-view consistency term (`cross_view.py`).
 
 
 @dataclass
@@ -48,6 +52,22 @@ def _downsample(image: Tensor, size: int) -> Tensor:  # [C, H, W, K] → [C, K, 
 def _logit(x: Tensor, eps: float = 1e-4) -> Tensor:
     x = x.clamp(eps, 1 - eps)
     return torch.log(x / (1 - x))
+
+
+def _cross_view_term(textured: TexturedMesh, poses: OrbitPose, rgb: Tensor, dense, config: TextureConfig,
+                     camera: GeometryConfig, fine: int, size: int, white: Tensor, mesh_backend: str) -> Tensor | None:
+    """The step's view [1, 3, S, S] against a second view `cross_view_offset_deg` further round:
+    dense CLIP features compared where both see the same surface point."""
+    second = OrbitPose(poses.elevation_deg, poses.azimuth_deg + config.cross_view_offset_deg, poses.radius)
+    view = render_mesh(textured, cameras_from_poses(second, fovy_deg=camera.fovy_deg, width=fine, height=fine),
+                       backgrounds=white, backend=mesh_backend)
+    both = OrbitPose(torch.cat([poses.elevation_deg, second.elevation_deg]),
+                     torch.cat([poses.azimuth_deg, second.azimuth_deg]), torch.cat([poses.radius, second.radius]))
+    pairs = surface_correspondences(textured.vertices, textured.faces,
+                                    cameras_from_poses(both, fovy_deg=camera.fovy_deg, width=size, height=size),
+                                    stride=max(1, size // 64), backend=mesh_backend)
+    features = dense(torch.cat([rgb, _downsample(view.rgb, size)]))
+    return None if features is None else cross_view_loss(features, pairs, size, size)
 
 
 def refine_texture(mesh: TexturedMesh, reference: ReferenceTargets, guidance: TextureGuidance,
@@ -92,6 +112,11 @@ def refine_texture(mesh: TexturedMesh, reference: ReferenceTargets, guidance: Te
             semantic = guidance.semantic_loss(rgb)
             if semantic is not None:
                 terms["clip"] = config.clip_weight * semantic
+        dense = getattr(guidance, "dense_features", None)
+        if config.cross_view_weight > 0 and dense is not None:
+            term = _cross_view_term(textured, poses, rgb, dense, config, camera, fine, size, white, mesh_backend)
+            if term is not None:
+                terms["cross_view"] = config.cross_view_weight * term
         loss = sum(terms.values())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
