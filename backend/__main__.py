@@ -127,6 +127,9 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         if args.engine == "local" and (args.ray_address or args.workers is not None or args.worker_resource != "GPU"):
             raise ValueError("--ray-address, --workers and --worker-resource need --engine ray")
+        if args.engine == "ray" and args.device.startswith("cuda:") and args.device != "cuda:0":
+            raise ValueError(f"--device {args.device} with --engine ray: each Ray worker sees only the GPU Ray gave "
+                             "it, as cuda:0; use --device auto or cuda (Ray chooses the GPUs)")
         executors, device = None, None
         if args.engine == "ray":
             from .serving.ray_engine import PipelinesFactory, RayEngine, RayEngineConfig

@@ -70,6 +70,15 @@ class QueueFull(Exception):
     pass
 
 
+class JobNotStarted(Exception):
+    """Raised by an executor that could not start a job (its worker was unavailable) before the
+    job emitted anything: the job goes back to the front of the queue."""
+
+
+MAX_ATTEMPTS = 3
+"""Times a job may be handed to a worker that turns out to be unavailable before it fails."""
+
+
 @dataclass(eq=False)
 class Job:
     client: bytes
@@ -83,6 +92,8 @@ class Job:
     state: str = "queued"  # queued -> running -> done
     worker: str = ""
     """The executor that ran it (empty while queued)."""
+    attempts: int = 0
+    """Times it was handed to an executor (more than one only when a worker was unavailable)."""
 
 
 @dataclass(frozen=True)
@@ -110,8 +121,9 @@ class Executor(Protocol):
     def execute(self, job: Job, emit: Callable[[Message | Encoded], None]) -> None:
         ...
 
-    # Optional: `wait_until_ready(stopping: Callable[[], bool]) -> None`, called before each job is
-    # taken; blocks while the executor cannot run one (a Ray actor being restarted).
+    # Optional: `wait_until_ready(stopping: Callable[[], bool]) -> bool`, called before each job is
+    # taken; blocks while the executor cannot run one (a Ray actor being restarted) and returns False
+    # when it never will again. Optional attributes `lost`/`gone`: not counted as free meanwhile.
 
 
 def run_job(runner: Runner, job_input: Any, cancel_event: threading.Event, emit: Callable[[Message], None],
@@ -169,6 +181,10 @@ class FairQueue:
 
     def push(self, job: Job) -> None:
         self._waiting.setdefault(job.client, deque()).append(job)
+
+    def push_front(self, job: Job) -> None:
+        """Put back a job that could not start: first of its client's jobs again."""
+        self._waiting.setdefault(job.client, deque()).appendleft(job)
 
     def remove(self, job: Job) -> None:
         jobs = self._waiting[job.client]
@@ -245,10 +261,14 @@ class JobManager:
         with self._lock:
             if len(self._pending) >= self._max_queued:
                 raise QueueFull(f"{len(self._pending)} jobs are already waiting")
+            if not self._live():
+                raise QueueFull("no worker is running (they all failed to restart); restart the backend")
             self._pending.push(job)
             ahead = self._pending.order(self._running_by_client()).index(job)
             self._lock.notify()
-            return max(0, ahead + len(self._running) - len(self._executors) + 1)
+            # Workers being restarted are not free: a job waiting for them does not start now.
+            free_slots = len([e for e in self._live() if not getattr(e, "lost", False)])
+            return max(0, ahead + len(self._running) - free_slots + 1)
 
     def cancel(self, client: bytes, job_id: str) -> str | None:
         """'queued' if the job was removed from the queue (nothing more will be emitted for it),
@@ -312,11 +332,33 @@ class JobManager:
     def _running_by_client(self) -> Counter[bytes]:
         return Counter(job.client for job in self._running.values())
 
+    def _live(self) -> list[Executor]:
+        return [e for e in self._executors if not getattr(e, "gone", False)]
+
+    def _retire(self, executor: Executor) -> None:
+        """`executor` will never run a job again; with none left, fail what waits."""
+        executor.gone = True  # type: ignore[attr-defined]  (executors that can retire have the attribute)
+        with self._lock:
+            orphans = [] if self._live() or self._stopping else self._pending.clear()
+        log.error("worker %s is gone; %d worker(s) left", executor.name, len(self._live()))
+        for job in orphans:
+            job.state = "done"
+            self._emit(job, Failed(code="worker_lost", message="Every worker of this backend has stopped, so "
+                                   "this job cannot run.", hint="Restart the backend (its log says why the "
+                                   "workers stopped), then try again."))
+
     def _work(self, executor: Executor) -> None:
         wait_until_ready = getattr(executor, "wait_until_ready", None)
         while True:
             if wait_until_ready is not None:  # a remote worker that died takes no job until it is back
-                wait_until_ready(lambda: self._stopping)
+                try:
+                    usable = wait_until_ready(lambda: self._stopping)
+                except Exception:
+                    log.exception("worker %s: could not tell whether it is ready", executor.name)
+                    usable = False
+                if not usable:
+                    self._retire(executor)
+                    return
             with self._lock:
                 while not len(self._pending) and not self._stopping:
                     self._lock.wait()
@@ -325,21 +367,38 @@ class JobManager:
                 job = self._pending.pop(self._running_by_client())
                 self._running[executor.name] = job
                 job.state, job.worker = "running", executor.name
+                job.attempts += 1
 
             def emit(message: Message | Encoded, job: Job = job) -> None:
                 job.last_event_at = time.monotonic()
                 self._emit(job, message)
 
+            requeued = False
             try:
                 executor.execute(job, emit)
+            except JobNotStarted as exc:
+                with self._lock:
+                    requeued = job.attempts < MAX_ATTEMPTS and not self._stopping and not job.cancel_event.is_set()
+                    if requeued:  # back to the front of its client's queue, for a worker that answers
+                        self._running.pop(executor.name, None)
+                        job.state = "queued"
+                        self._pending.push_front(job)
+                        self._lock.notify()
+                if not requeued:
+                    emit(Cancelled(stage=None) if job.cancel_event.is_set() else Failed(
+                            code="worker_lost", message=f"No worker could start this job ({job.attempts} tried): "
+                                                        f"{exc}"[:1000],
+                            hint="Try again in a minute; if it keeps failing, the backend log says why the workers "
+                                 "stop."))
             except Exception:  # a worker must outlive any single job, or every later job would hang
                 log.exception("job %s: could not deliver its final message", job.job_id)
                 self._emit(job, Failed(code="pipeline_error", message="The backend could not report how this "
                                        "job ended.", hint="This is a backend bug; the backend log has the details."))
             finally:
-                with self._lock:
-                    job.state = "done"
-                    self._running.pop(executor.name, None)
+                if not requeued:
+                    with self._lock:
+                        job.state = "done"
+                        self._running.pop(executor.name, None)
 
 
 def failure_for(exc: BaseException, stage: str | None) -> Failed:

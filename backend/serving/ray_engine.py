@@ -34,7 +34,7 @@ from typing import Any
 from protocol import Failed, Message, Progress, encode, is_terminal
 
 from ..device import DeviceInfo
-from .jobs import Encoded, Job, Runner, run_job
+from .jobs import Encoded, Job, JobNotStarted, Runner, run_job
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,8 @@ class RayEngineConfig:
             raise ValueError(f"--workers must be between 1 and 256, got {self.workers}")
         if not self.worker_resource or not self.worker_resource.replace("_", "").isalnum():
             raise ValueError(f"worker resource must be a name like GPU, CPU or my_gpu, got {self.worker_resource!r}")
+        if self.worker_resource.upper() in ("GPU", "CPU"):  # Ray's own names; `gpu` is not a custom one
+            object.__setattr__(self, "worker_resource", self.worker_resource.upper())
 
 
 @dataclass(frozen=True)
@@ -157,35 +159,53 @@ class RayExecutor:
     name: str
     preview_interval_s: float = 0.1
     lost: bool = False
-    """Set when the actor died: it takes no job until Ray has restarted it."""
+    """Set when the actor stopped answering: it takes no job until it answers again."""
+    gone: bool = False
+    """Set when Ray will not bring the actor back (its constructor failed on a restart)."""
 
-    def wait_until_ready(self, stopping: Callable[[], bool]) -> None:
-        """Block until the actor answers again after a death (models reloaded), or `stopping()`."""
+    def wait_until_ready(self, stopping: Callable[[], bool]) -> bool:
+        """Block until the actor answers again after it was lost (models reloaded), or
+        `stopping()`. False when it is gone for good (Ray does not restart an actor whose
+        constructor failed): this executor then takes no more jobs."""
         if not self.lost:
-            return
+            return True
         import ray
-        from ray.exceptions import RayActorError
+        from ray.exceptions import RayActorError, RayError
 
+        waited, next_log = 0.0, 30.0
         probe = self.actor.info.options(concurrency_group=CONTROL).remote()
         while not stopping():
             ready, _ = ray.wait([probe], timeout=0.5)
+            waited += 0.5
+            if waited >= next_log:
+                log.warning("worker %s has not answered for %.0f s (restarting: loading models?)", self.name, waited)
+                next_log *= 2
             if not ready:
                 continue
             try:
                 info = ray.get(probe)
-            except RayActorError:  # still restarting: ask again shortly
-                time.sleep(0.5)
+            except RayActorError as exc:
+                if getattr(exc, "actor_init_failed", False):
+                    log.error("worker %s cannot be restarted (its constructor failed): %s", self.name, exc)
+                    self.gone = True
+                    return False
+                time.sleep(0.5)  # still restarting: ask again shortly
                 probe = self.actor.info.options(concurrency_group=CONTROL).remote()
                 continue
+            except RayError as exc:
+                log.error("worker %s is unusable: %s", self.name, exc)
+                self.gone = True
+                return False
             log.info("worker %s is back: pid %s on %s", self.name, info["pid"], info["node"])
             self.lost = False
-            return
+            return True
+        return True
 
     def execute(self, job: Job, emit: Callable[[Message | Encoded], None]) -> None:
         import ray
-        from ray.exceptions import RayActorError, RayError
+        from ray.exceptions import ActorUnavailableError, RayActorError, RayError
 
-        ended, stage, cancel_sent = False, None, False
+        received, ended, stage, cancel_sent = False, False, None, False
         try:
             stream = self.actor.run.remote(job.job_id, job.job_input, self.preview_interval_s)
             while True:
@@ -199,28 +219,49 @@ class RayExecutor:
                     item = ray.get(next(stream))
                 except StopIteration:
                     break
-                stage = item.stage or stage
+                received, stage = True, item.stage or stage
                 emit(item)
                 ended = ended or item.terminal
         except RayActorError as exc:
             self.lost = True
-            log.warning("worker %s died during job %s: %s", self.name, job.job_id, exc)
+            if not received:
+                # Nothing ran that anyone saw (the actor died while idle, or is restarting): the
+                # job goes back to the queue instead of failing.
+                log.warning("worker %s was unavailable for job %s; it goes back to the queue: %s", self.name,
+                            job.job_id, exc)
+                raise JobNotStarted(str(exc)) from exc
+            died = not isinstance(exc, ActorUnavailableError)
+            log.warning("worker %s %s during job %s: %s", self.name, "died" if died else "stopped answering",
+                        job.job_id, exc)
             if not ended:
+                self._stop_remote(job)  # an unavailable actor may still be running it
                 emit(Failed(code="worker_lost", stage=stage,
-                            message=f"The worker running this job ({self.name}) stopped during "
-                                    f"{stage or 'the job'}; it is being restarted.",
-                            hint="Press Generate again; the job runs on the restarted worker or another one."))
+                            message=f"The worker running this job ({self.name}) "
+                                    f"{'died' if died else 'stopped answering'} during {stage or 'the job'}.",
+                            hint="Try again: the job runs on another worker, or on this one once Ray has "
+                                 "restarted it."))
             return
         except RayError as exc:
             log.exception("worker %s could not run job %s", self.name, job.job_id)
             if not ended:
+                self._stop_remote(job)
                 emit(Failed(code="pipeline_error", stage=stage,
                             message=f"The worker {self.name} could not run this job: {type(exc).__name__}"[:1000],
                             hint="This is a backend bug; the backend log has the details."))
             return
-        if not ended:  # the worker's generator ended without a final message: never leave a job open
-            emit(Failed(code="worker_lost", stage=stage, message=f"The worker {self.name} ended this job "
-                        "without a result.", hint="Press Generate again."))
+        except BaseException:
+            if not ended:
+                self._stop_remote(job)  # dropping the stream does not stop the task
+            raise
+        if not ended:  # the generator ended without a final message: never leave a job open
+            emit(Failed(code="pipeline_error", stage=stage, message=f"The worker {self.name} ended this job "
+                        "without a result.", hint="This is a backend bug; the backend log has the details."))
+
+    def _stop_remote(self, job: Job) -> None:
+        try:
+            self.actor.cancel.options(concurrency_group=CONTROL).remote(job.job_id)
+        except Exception:  # the actor is gone: nothing runs there
+            pass
 
 
 class RayEngine:
@@ -242,13 +283,19 @@ class RayEngine:
         config = self.config
         address = config.address or os.environ.get("RAY_ADDRESS") or None
         resource = config.worker_resource
+        if address and address.startswith("ray://"):
+            # Ray Client cannot call streaming generator methods, which carry every job's messages.
+            raise EngineError(f"--ray-address {address}: Ray Client (ray://) addresses cannot stream results; run "
+                              "the front end on a node of the cluster and use --ray-address auto (or HOST:6379)")
         if not ray.is_initialized():
             try:
                 if address:
                     ray.init(address=address, namespace="lift3d", log_to_driver=True)
                 else:
+                    # "local": a private Ray for this backend, even where `ray start` runs a cluster
+                    # (that one is joined with --ray-address auto).
                     custom = {} if resource in ("GPU", "CPU") else {resource: float(config.workers or 1)}
-                    ray.init(namespace="lift3d", resources=custom, include_dashboard=False,
+                    ray.init(address="local", namespace="lift3d", resources=custom, include_dashboard=False,
                              object_store_memory=_LOCAL_OBJECT_STORE_BYTES, log_to_driver=True)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise EngineError(f"cannot start or join Ray{f' at {address}' if address else ''}: {exc}") from exc
@@ -256,15 +303,20 @@ class RayEngine:
         workers = config.workers or int(available)
         if workers < 1 or available < workers:
             self.stop()
+            fewer = f", pass --workers {int(available)}" if available >= 1 else ""
             raise EngineError(f"the Ray cluster has {available:g} {resource}, and {workers or 1} worker(s) need "
-                              f"one each. Add {resource} nodes, pass --workers {max(1, int(available))}"
-                              f"{'' if resource == 'CPU' else ', or --worker-resource CPU to run workers on CPUs'}.")
+                              f"one each. Add {resource} nodes{fewer}"
+                              f"{'' if resource == 'CPU' else ', or pass --worker-resource CPU to run workers on CPUs'}.")
         if resource == "GPU":
             placement: dict[str, Any] = {"num_gpus": 1, "num_cpus": 1}
         elif resource == "CPU":
             placement = {"num_cpus": 1}
         else:
             placement = {"resources": {resource: 1}, "num_cpus": 0}
+        if resource != "GPU":
+            # A worker that reserves no GPU must not use one: Ray leaves CUDA_VISIBLE_DEVICES alone
+            # for it, so every such worker would land on GPU 0 unreserved.
+            placement["runtime_env"] = {"env_vars": {"CUDA_VISIBLE_DEVICES": ""}}
         actor_class = ray.remote(max_restarts=-1, max_task_retries=0,
                                  concurrency_groups={CONTROL: 1})(PipelineWorker).options(**placement)
         self.actors = [actor_class.remote(self.factory, self.device) for _ in range(workers)]
@@ -301,8 +353,10 @@ class RayEngine:
         return DeviceInfo(first["device"], f"{len(self.workers)} × {name} (Ray workers)", first["gpu_memory_mb"])
 
     def stop(self) -> None:
-        import ray
-
+        try:
+            import ray
+        except ImportError:  # never started
+            return
         for actor in self.actors:
             try:
                 ray.kill(actor, no_restart=True)

@@ -64,6 +64,9 @@ def test_serve_refuses_ray_options_without_the_ray_engine():
     result = backend_cli("serve", "--models", "tiny", "--workers", "2", "--bind", free_tcp_endpoint())
     assert result.returncode == 2
     assert "--ray-address, --workers and --worker-resource need --engine ray" in result.stderr
+    result = backend_cli("serve", "--models", "tiny", "--engine", "ray", "--device", "cuda:1", "--bind",
+                         free_tcp_endpoint())
+    assert result.returncode == 2 and "each Ray worker sees only the GPU Ray gave it" in result.stderr
 
 
 @pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="this machine has GPUs for Ray to find")

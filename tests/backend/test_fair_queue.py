@@ -7,6 +7,8 @@ import threading
 import time
 from collections import Counter
 
+import pytest
+
 from backend.serving.jobs import FairQueue, Job, JobManager, LocalExecutor, as_runner
 from protocol import Mesh
 from tests.support import PNG, collect, connected_client, running_server, stepping_pipeline
@@ -96,3 +98,110 @@ def test_a_second_clients_job_starts_right_after_the_running_one_on_one_worker()
             collect(a, set(jobs_a), timeout_s=30)
     assert accepted_b.queue_position == 1  # only A's running job is ahead of it
     assert started == [0, 99, 1, 2, 3, 4, 5]
+
+
+class Unavailable:
+    """An executor whose worker cannot start jobs (a Ray actor dying or restarting)."""
+
+    def __init__(self, name: str, ready: bool = True):
+        self.name, self.lost, self.gone, self.ready, self.tried = name, False, False, ready, []
+
+    def wait_until_ready(self, stopping) -> bool:
+        if self.lost:  # as a Ray actor does while Ray restarts it
+            time.sleep(0.3)
+        return self.ready
+
+    def execute(self, job, emit):
+        from backend.serving.jobs import JobNotStarted
+
+        self.tried.append(job.job_id)
+        self.lost = True
+        raise JobNotStarted("actor restarting")
+
+
+class Working:
+    def __init__(self, name: str):
+        self.name, self.ran = name, []
+
+    def execute(self, job, emit):
+        self.ran.append(job.job_id)
+        emit(Mesh(kind="final", vertices=None, faces=None))
+
+
+def collect_emits():
+    got, lock = [], threading.Lock()
+
+    def emit(job, message):
+        with lock:
+            got.append((job.job_id, message))
+    return got, emit
+
+
+def wait_until(predicate, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_a_job_a_worker_could_not_start_goes_back_to_the_queue_and_runs_elsewhere():
+    got, emit = collect_emits()
+    down, up = Unavailable("down"), Working("up")
+    manager = JobManager([down, up], emit, max_queued=8)
+    manager._threads[0].start()  # only the unavailable worker is listening when the job arrives
+    try:
+        manager.submit(job(b"A", "a1"))
+        wait_until(lambda: down.tried)
+        manager._threads[1].start()
+        wait_until(lambda: len(got) == 1)
+    finally:
+        manager.shutdown()
+    assert got[0][0] == "a1" and isinstance(got[0][1], Mesh)  # exactly one terminal message, a result
+    assert up.ran == ["a1"] and down.tried == ["a1"]
+
+
+def test_a_job_no_worker_can_start_fails_with_worker_lost_after_a_few_tries():
+    from backend.serving.jobs import MAX_ATTEMPTS
+    from protocol import Failed
+
+    got, emit = collect_emits()
+    down = Unavailable("down")
+    manager = JobManager([down], emit, max_queued=8)
+    manager.start()
+    try:
+        manager.submit(job(b"A", "a1"))
+        wait_until(lambda: len(got) == 1)
+    finally:
+        manager.shutdown()
+    (job_id, failed), = got
+    assert isinstance(failed, Failed) and failed.code == "worker_lost" and f"{MAX_ATTEMPTS} tried" in failed.message
+    assert down.tried == ["a1"] * MAX_ATTEMPTS
+
+
+def test_when_every_worker_is_gone_waiting_jobs_fail_and_new_ones_are_refused():
+    from backend.serving.jobs import QueueFull
+    from protocol import Failed
+
+    got, emit = collect_emits()
+    gone = Unavailable("gone", ready=False)
+    manager = JobManager([gone], emit, max_queued=8)
+    manager.submit(job(b"A", "a1"))  # queued before the worker reports that it is gone
+    manager.start()
+    try:
+        wait_until(lambda: len(got) == 1)
+        assert isinstance(got[0][1], Failed) and got[0][1].code == "worker_lost" and "Restart" in got[0][1].hint
+        with pytest.raises(QueueFull, match="no worker is running"):
+            manager.submit(job(b"B", "b1"))
+    finally:
+        manager.shutdown()
+
+
+def test_the_ray_engine_refuses_what_cannot_work_before_starting_ray():
+    pytest.importorskip("ray")
+    from backend.serving.ray_engine import EngineError, PipelinesFactory, RayEngine, RayEngineConfig
+
+    with pytest.raises(EngineError, match="Ray Client"):
+        RayEngine(RayEngineConfig(address="ray://head:10001"), PipelinesFactory("tiny")).start()
+    assert RayEngineConfig(worker_resource="gpu").worker_resource == "GPU"  # Ray's name, not a custom one
+    with pytest.raises(ValueError, match="between 1 and 256"):
+        RayEngineConfig(workers=0)
