@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--no-preload", action="store_true", help="load models at the first job, not at startup")
     serve.add_argument("--max-queued", type=int, help="jobs that may wait for a worker (0-1024; default 4, "
                                                        "with --engine ray 4 per worker)")
+    serve.add_argument("--max-queued-per-client", type=int,
+                       help="jobs one client may have waiting (default: all of --max-queued; with --engine ray 4)")
     serve.add_argument("--engine", choices=("local", "ray"), default="local",
                        help="local: run jobs in this process (default); ray: on Ray actors, one per GPU")
     serve.add_argument("--ray-address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray "
@@ -150,8 +152,11 @@ def _serve(args: argparse.Namespace) -> int:
             preset = registry.preset
         pipelines = Pipelines(registry, ResultCache(args.cache_dir))
         max_queued = args.max_queued if args.max_queued is not None else 4 * len(executors or [None])
+        per_client = args.max_queued_per_client
+        if per_client is None and engine is not None:
+            per_client = min(4, max_queued) or None  # several artists share the workers: none takes every place
         config = ServerConfig(bind=args.bind, keys_dir=args.keys, insecure=args.insecure, device=args.device,
-                              max_queued=max_queued, model_preset=preset)
+                              max_queued=max_queued, max_queued_per_client=per_client, model_preset=preset)
         server = Server(config, pipelines, device=device, executors=executors)
         endpoint = server.bind()
     except (SecurityError, OSError, ValueError, ModelUnavailableError, EngineError) as exc:

@@ -25,6 +25,9 @@ class ServerConfig:
     """Allow a non-loopback bind without CURVE keys (anyone who can reach the port may use the GPU)."""
     max_queued: int = 4
     """Jobs waiting behind the running one; one more is answered with `failed: busy`."""
+    max_queued_per_client: int | None = None
+    """Jobs one client may have waiting (None: `max_queued`). Below `max_queued`, one artist queueing
+    many jobs cannot take every place and leave the others `busy` (the Ray engine's default: 4)."""
     heartbeat_interval_s: float = 1.0
     """How often each connected client gets a heartbeat (and how often clients should send theirs)."""
     client_timeout_s: float = 120.0
@@ -45,5 +48,8 @@ class ServerConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.max_queued <= MAX_QUEUED:
             raise ValueError(f"max_queued must be between 0 and {MAX_QUEUED}, got {self.max_queued}")
+        if self.max_queued_per_client is not None and not 1 <= self.max_queued_per_client <= MAX_QUEUED:
+            raise ValueError(f"max_queued_per_client must be between 1 and {MAX_QUEUED}, got "
+                             f"{self.max_queued_per_client}")
         if self.heartbeat_interval_s <= 0 or self.client_timeout_s <= self.heartbeat_interval_s:
             raise ValueError("need 0 < heartbeat_interval_s < client_timeout_s")

@@ -234,12 +234,14 @@ class JobManager:
     that takes a job only when its executor is idle (a job is never queued on a busy worker, where
     it could not be overtaken or re-routed)."""
 
-    def __init__(self, executors: Sequence[Executor], emit: Emit, max_queued: int = 4) -> None:
+    def __init__(self, executors: Sequence[Executor], emit: Emit, max_queued: int = 4,
+                 max_queued_per_client: int | None = None) -> None:
         if not executors:
             raise ValueError("a JobManager needs at least one executor")
         self._executors = list(executors)
         self._emit = emit
         self._max_queued = max_queued
+        self._max_per_client = max_queued if max_queued_per_client is None else max_queued_per_client
         self._pending = FairQueue()
         self._running: dict[str, Job] = {}  # executor name -> its job
         self._lock = threading.Condition()
@@ -261,6 +263,9 @@ class JobManager:
         with self._lock:
             if len(self._pending) >= self._max_queued:
                 raise QueueFull(f"{len(self._pending)} jobs are already waiting")
+            mine = sum(1 for waiting in self._pending if waiting.client == job.client)
+            if mine >= self._max_per_client:
+                raise QueueFull(f"you already have {mine} jobs waiting, the most one client may queue here")
             if not self._live():
                 raise QueueFull("no worker is running (they all failed to restart); restart the backend")
             self._pending.push(job)

@@ -90,7 +90,8 @@ class Server:
         self._clients: dict[bytes, ClientState] = {}
         self._runner = as_runner(runner)
         executors = executors or [LocalExecutor(self._runner)]
-        self._jobs = JobManager(executors, self._post_from_worker, max_queued=config.max_queued)
+        self._jobs = JobManager(executors, self._post_from_worker, max_queued=config.max_queued,
+                                max_queued_per_client=config.max_queued_per_client)
         self.endpoint = ""
         self.dropped: Counter[str] = Counter()
         """Messages dropped for clients that lag, by type ('preview', 'heartbeat')."""

@@ -11,7 +11,7 @@ import pytest
 
 from backend.serving.jobs import FairQueue, Job, JobManager, LocalExecutor, as_runner
 from protocol import Mesh
-from tests.support import PNG, collect, connected_client, running_server, stepping_pipeline
+from tests.support import PNG, collect, connected_client, next_message, running_server, stepping_pipeline
 
 
 def job(client: bytes, name: str) -> Job:
@@ -205,3 +205,32 @@ def test_the_ray_engine_refuses_what_cannot_work_before_starting_ray():
     assert RayEngineConfig(worker_resource="gpu").worker_resource == "GPU"  # Ray's name, not a custom one
     with pytest.raises(ValueError, match="between 1 and 256"):
         RayEngineConfig(workers=0)
+
+
+def test_one_client_cannot_take_every_queue_place_when_a_per_client_limit_is_set():
+    from backend.serving.config import ServerConfig
+
+    gate = threading.Event()
+
+    def blocked(request, ctx):
+        while not gate.is_set():
+            ctx.check_cancelled()
+            time.sleep(0.01)
+        return inner(request, ctx)
+
+    inner = stepping_pipeline(steps=1, step_s=0.0)
+    with running_server(blocked, max_queued=6, max_queued_per_client=2) as server:
+        with connected_client(server) as a, connected_client(server) as b:
+            jobs_a = [a.submit(PNG, "a", quality="draft", seed=0)]
+            wait_until(lambda: server._jobs.running())  # A's first job runs
+            jobs_a += [a.submit(PNG, "a", quality="draft", seed=i) for i in range(1, 4)]  # 2 wait, 1 refused
+            job_b = b.submit(PNG, "b", quality="draft", seed=9)
+            refused = next_message(a, lambda e: e.job_id == jobs_a[3]).message
+            accepted_b = next_message(b, lambda e: e.job_id == job_b).message
+            gate.set()
+            collect(b, {job_b}, timeout_s=30)
+    assert refused.TYPE == "failed" and refused.code == "busy"
+    assert "you already have 2 jobs waiting" in refused.message
+    assert accepted_b.TYPE == "accepted"  # B still gets a place
+    with pytest.raises(ValueError, match="max_queued_per_client"):
+        ServerConfig(max_queued_per_client=0)
