@@ -91,8 +91,8 @@ def backend(engine: str, workers: int, max_queued: int, cache: Path):
         server.stop(timeout_s=30)
 
 
-def run_one(endpoint: str, client_index: int, seed: int, image: bytes, options: dict, out: list[JobTiming],
-            client: Client) -> None:
+def run_one(client: Client, client_index: int, seed: int, image: bytes, options: dict,
+            out: list[JobTiming]) -> None:
     started = time.monotonic()
     job = client.submit(image, "a red disc", quality="draft", seed=seed, options=options)
     first_progress = None
@@ -120,7 +120,7 @@ def load(endpoint: str, clients: int, jobs: int, options: dict, seed0: int) -> t
             with Client(endpoint, client_name=f"bench artist {index}") as client:
                 client.handshake(30)
                 for j in range(jobs):
-                    run_one(endpoint, index, seed0 + index * 100 + j, image, options, timings, client)
+                    run_one(client, index, seed0 + index * 100 + j, image, options, timings)
         except Exception as exc:  # reported, not hidden: a bench run with errors is not a result
             errors.append(f"artist {index}: {exc!r}")
 

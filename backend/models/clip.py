@@ -43,28 +43,26 @@ class Clip:
     def modules(self) -> tuple[torch.nn.Module, ...]:
         return (self.model,)
 
-    def encode_images(self, images: Tensor) -> Tensor:
-        """images [B, 3, H, W] in [0, 1] → unit embeddings [B, D] float32. Differentiable in the
-        images (the weights are frozen), so it can drive a loss."""
+    def _model_input(self, images: Tensor) -> Tensor:
+        """images [B, 3, H, W] in [0, 1] → the model's input: resized and normalised, its dtype."""
         if images.ndim != 4 or images.shape[1] != 3 or not images.is_floating_point():
             raise ValueError(f"images must be float [B, 3, H, W] in [0, 1], got {images.dtype} {tuple(images.shape)}")
         x = F.interpolate(images.to(self.device, torch.float32), (self.image_size, self.image_size),
                           mode="bicubic", align_corners=False, antialias=True)
-        x = ((x - self._mean) / self._std).to(self.dtype)
-        return F.normalize(self.model.encode_image(x).float(), dim=-1)
+        return ((x - self._mean) / self._std).to(self.dtype)
+
+    def encode_images(self, images: Tensor) -> Tensor:
+        """images [B, 3, H, W] in [0, 1] → unit embeddings [B, D] float32. Differentiable in the
+        images (the weights are frozen), so it can drive a loss."""
+        return F.normalize(self.model.encode_image(self._model_input(images)).float(), dim=-1)
 
     def dense_features(self, images: Tensor) -> Tensor:
         """images [B, 3, H, W] in [0, 1] → unit patch features [B, D, h, w] float32 in the joint
         embedding space (each patch token through the final layer norm and the projection, as
         MaskCLIP reads dense CLIP features; h × w is the patch grid, e.g. 7 × 7 for ViT-B/32).
         Differentiable in the images."""
-        if images.ndim != 4 or images.shape[1] != 3 or not images.is_floating_point():
-            raise ValueError(f"images must be float [B, 3, H, W] in [0, 1], got {images.dtype} {tuple(images.shape)}")
         visual = self.model.visual
-        x = F.interpolate(images.to(self.device, torch.float32), (self.image_size, self.image_size),
-                          mode="bicubic", align_corners=False, antialias=True)
-        x = ((x - self._mean) / self._std).to(self.dtype)
-        x = visual.transformer(visual._embeds(x))
+        x = visual.transformer(visual._embeds(self._model_input(images)))
         _, tokens = visual._global_pool(x)  # [B, N, width], the class token left out
         tokens = visual.ln_post(tokens)
         if visual.proj is not None:

@@ -90,8 +90,6 @@ class Job:
     last_event_at: float = field(default_factory=time.monotonic)
     """Updated by the worker on every message; the server's heartbeats report its age."""
     state: str = "queued"  # queued -> running -> done
-    worker: str = ""
-    """The executor that ran it (empty while queued)."""
     attempts: int = 0
     """Times it was handed to an executor (more than one only when a worker was unavailable)."""
 
@@ -182,6 +180,10 @@ class FairQueue:
     def push(self, job: Job) -> None:
         self._waiting.setdefault(job.client, deque()).append(job)
 
+    def of(self, client: bytes) -> list[Job]:
+        """`client`'s waiting jobs, in their order."""
+        return list(self._waiting.get(client, ()))
+
     def push_front(self, job: Job) -> None:
         """Put back a job that could not start: first of its client's jobs again."""
         self._waiting.setdefault(job.client, deque()).appendleft(job)
@@ -249,10 +251,6 @@ class JobManager:
         self._threads = [threading.Thread(target=self._work, args=(executor,), daemon=True,
                                           name=f"lift3d-worker-{executor.name}") for executor in self._executors]
 
-    @property
-    def workers(self) -> int:
-        return len(self._executors)
-
     def start(self) -> None:
         for thread in self._threads:
             thread.start()
@@ -263,7 +261,7 @@ class JobManager:
         with self._lock:
             if len(self._pending) >= self._max_queued:
                 raise QueueFull(f"{len(self._pending)} jobs are already waiting")
-            mine = sum(1 for waiting in self._pending if waiting.client == job.client)
+            mine = len(self._pending.of(job.client))
             if mine >= self._max_per_client:
                 raise QueueFull(f"you already have {mine} jobs waiting, the most one client may queue here")
             if not self._live():
@@ -293,7 +291,7 @@ class JobManager:
     def cancel_client(self, client: bytes) -> int:
         """Drop every queued job of `client` and stop its running ones; returns how many."""
         with self._lock:
-            mine = [job for job in self._pending if job.client == client]
+            mine = self._pending.of(client)
             for job in mine:
                 self._pending.remove(job)
                 job.state = "done"
@@ -371,7 +369,7 @@ class JobManager:
                     return
                 job = self._pending.pop(self._running_by_client())
                 self._running[executor.name] = job
-                job.state, job.worker = "running", executor.name
+                job.state = "running"
                 job.attempts += 1
 
             def emit(message: Message | Encoded, job: Job = job) -> None:

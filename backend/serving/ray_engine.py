@@ -151,6 +151,12 @@ class PipelineWorker:
                 self._cancel.pop(job_id, None)
 
 
+def worker_info(actor: Any) -> Any:
+    """A reference to the actor's `info()` (pid, node, device, preset), asked in the control group
+    so it is answered while a job runs."""
+    return actor.info.options(concurrency_group=CONTROL).remote()
+
+
 @dataclass
 class RayExecutor:
     """The front end's side of one worker actor (an `Executor` for the JobManager)."""
@@ -173,7 +179,7 @@ class RayExecutor:
         from ray.exceptions import RayActorError, RayError
 
         waited, next_log = 0.0, 30.0
-        probe = self.actor.info.options(concurrency_group=CONTROL).remote()
+        probe = worker_info(self.actor)
         while not stopping():
             ready, _ = ray.wait([probe], timeout=0.5)
             waited += 0.5
@@ -190,7 +196,7 @@ class RayExecutor:
                     self.gone = True
                     return False
                 time.sleep(0.5)  # still restarting: ask again shortly
-                probe = self.actor.info.options(concurrency_group=CONTROL).remote()
+                probe = worker_info(self.actor)
                 continue
             except RayError as exc:
                 log.error("worker %s is unusable: %s", self.name, exc)
@@ -210,7 +216,7 @@ class RayExecutor:
             stream = self.actor.run.remote(job.job_id, job.job_input, self.preview_interval_s)
             while True:
                 if job.cancel_event.is_set() and not cancel_sent:
-                    self.actor.cancel.options(concurrency_group=CONTROL).remote(job.job_id)
+                    self._stop_remote(job)
                     cancel_sent = True
                 ready, _ = ray.wait([stream], timeout=_POLL_S)
                 if not ready:
@@ -320,7 +326,7 @@ class RayEngine:
         actor_class = ray.remote(max_restarts=-1, max_task_retries=0,
                                  concurrency_groups={CONTROL: 1})(PipelineWorker).options(**placement)
         self.actors = [actor_class.remote(self.factory, self.device) for _ in range(workers)]
-        infos = [actor.info.options(concurrency_group=CONTROL).remote() for actor in self.actors]
+        infos = [worker_info(actor) for actor in self.actors]
         ready, pending = ray.wait(infos, num_returns=len(infos), timeout=config.startup_timeout_s)
         if pending:
             self.stop()

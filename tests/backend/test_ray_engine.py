@@ -21,7 +21,7 @@ from tests.support import connected_client, running_server
 
 ray = pytest.importorskip("ray")
 
-from backend.serving.ray_engine import PipelinesFactory, RayEngine, RayEngineConfig  # noqa: E402
+from backend.serving.ray_engine import PipelinesFactory, RayEngine, RayEngineConfig, worker_info  # noqa: E402
 
 RESOURCE = "lift3d_test_gpu"
 
@@ -114,7 +114,7 @@ def test_a_killed_worker_fails_its_job_with_worker_lost_and_the_next_jobs_succee
         timed(client, {job}, until=lambda out: any(isinstance(m, Progress) for _, _, m in out))
         worker = next(name for name, running in server._jobs.running().items() if running.job_id == job)
         actor = next(e.actor for e in executors if e.name == worker)
-        pid = ray.get(actor.info.options(concurrency_group="control").remote())["pid"]
+        pid = ray.get(worker_info(actor))["pid"]
         os.kill(pid, signal.SIGKILL)  # the worker process dies, as on a driver crash or OOM kill
         events = timed(client, {job}, timeout_s=30)
         failed = events[-1][2]
@@ -127,7 +127,7 @@ def test_a_killed_worker_fails_its_job_with_worker_lost_and_the_next_jobs_succee
         client.close()
     finals = [m for _, _, m in events if ended(m)]
     assert len(finals) == 2 and all(isinstance(m, Mesh) for m in finals), finals
-    restarted = ray.get(actor.info.options(concurrency_group="control").remote())["pid"]
+    restarted = ray.get(worker_info(actor))["pid"]
     assert restarted != pid
 
 
