@@ -26,7 +26,9 @@ class ProtocolVersion(NamedTuple):
 # options (`views`, `paint_steps`, `refine_steps`; `texture_size` serves it too).
 # 2.3: the `worker_lost` failure code (the Ray engine's worker died during the job; an older add-on
 # shows it like `pipeline_error`).
-PROTOCOL_VERSION = ProtocolVersion(2, 3)
+# 2.4: the generate options `text_prior` and `captioner` (a backend that lists neither in
+# `welcome.options` refuses them by name).
+PROTOCOL_VERSION = ProtocolVersion(2, 4)
 
 DEFAULT_PORT = 5571
 DEFAULT_HOST = "127.0.0.1"

@@ -50,7 +50,8 @@ QUALITY_PRESETS: tuple[QualityPreset, ...] = (
     QualityPreset("standard", "Standard", "DreamGaussian's budget: 500 geometry steps, 20,000 faces, 1024² "
                                           "texture, 50 texture steps"),
     QualityPreset("high", "High", "1,000 geometry steps, 192³ mesh grid, 50,000 faces, 2048² texture, "
-                                  "100 texture steps, progressive fixing with Difix-ref (non-commercial)"),
+                                  "100 texture steps, progressive fixing with Difix-ref (non-commercial), the "
+                                  "prompt as a text prior for the geometry, BLIP-2 captions"),
 )
 QUALITY_NAMES: tuple[str, ...] = tuple(p.name for p in QUALITY_PRESETS)
 DEFAULT_QUALITY = "standard"
@@ -216,6 +217,17 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "progressive_fix", "bool", "Progressive fixing",
         "Difix3D's progressive 3D update in stage 1: at intervals, render poses moved part of the way toward "
         "uncovered angles, clean them with the fixer and train on them too. Needs a fixer.", _GENERATE),
+    OptionSpec(
+        "text_prior", "bool", "Prompt shapes the geometry",
+        "Make-It-3D's text prior: Stable Diffusion 1.5 guides the sides the photo does not show toward the "
+        "prompt (or the caption). On, a new prompt re-runs the geometry; off, only the texture.", _GENERATE),
+    OptionSpec(
+        "captioner", "choice", "Captioner",
+        "The model that writes a prompt when you leave it empty.", _GENERATE,
+        choices=(Choice("blip", "BLIP", "Salesforce/blip-image-captioning-base: light (1 GB)"),
+                 Choice("blip2", "BLIP-2", "Salesforce/blip2-opt-2.7b: better captions, 15 GB download; its "
+                                           "language model is under Meta's non-commercial OPT licence")),
+        initial="blip"),
 )
 TEXTURE_OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(

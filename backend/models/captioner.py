@@ -1,8 +1,15 @@
-"""Image captioning with BLIP base (Salesforce/blip-image-captioning-base): when the user gives no
-prompt, the caption stands in for it (the text losses and the refiner need words)."""
+"""Image captioning: when the user gives no prompt, the caption stands in for it (the text prior,
+the text losses and the refiner need words).
+
+Two models behind one wrapper, told apart by their saved config:
+* BLIP base (`Salesforce/blip-image-captioning-base`): light, the default;
+* BLIP-2 OPT-2.7b (`Salesforce/blip2-opt-2.7b`): Make-It-3D's captioner (and DreamGaussian's
+  preprocessing helper), a frozen ViT-g and OPT-2.7B bridged by a Q-Former; `high` uses it.
+"""
 
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -61,11 +68,18 @@ class Captioner:
     @classmethod
     def from_pretrained(cls, path: str | Path, *, device: torch.device | str = "cpu",
                         dtype: torch.dtype = torch.float32) -> Captioner:
-        from transformers import BlipForConditionalGeneration, BlipProcessor
+        """BLIP or BLIP-2, whichever the folder's config.json names (`model_type`)."""
+        from transformers import Blip2ForConditionalGeneration, Blip2Processor, BlipForConditionalGeneration, \
+            BlipProcessor
 
-        processor = BlipProcessor.from_pretrained(path)
-        model = BlipForConditionalGeneration.from_pretrained(path, dtype=dtype).to(device)
-        return cls(processor, model)
+        model_type = json.loads((Path(path) / "config.json").read_text()).get("model_type")
+        if model_type == "blip-2":
+            processor, model_class = Blip2Processor.from_pretrained(path), Blip2ForConditionalGeneration
+        elif model_type == "blip":
+            processor, model_class = BlipProcessor.from_pretrained(path), BlipForConditionalGeneration
+        else:
+            raise ValueError(f"{path} holds a {model_type!r} model, not a BLIP or BLIP-2 captioner")
+        return cls(processor, model_class.from_pretrained(path, dtype=dtype).to(device))
 
     @property
     def modules(self) -> tuple[torch.nn.Module, ...]:
@@ -84,11 +98,18 @@ class Captioner:
             raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
         rgb = _rgb(image)
         inputs = self.processor(images=Image.fromarray(np.ascontiguousarray(rgb)), return_tensors="pt")
-        pixel_values = inputs["pixel_values"].to(self.device, self.dtype)  # [1, 3, 384, 384]
+        pixel_values = inputs["pixel_values"].to(self.device, self.dtype)  # [1, 3, 384², or 224² for BLIP-2]
         with _seeded(seed, self.device):
             tokens = self.model.generate(pixel_values=pixel_values, max_new_tokens=max_new_tokens,
                                          num_beams=NUM_BEAMS, do_sample=False)  # [1, T]
-        return self.processor.decode(tokens[0], skip_special_tokens=True).strip()
+        return clean_caption(self.processor.decode(tokens[0], skip_special_tokens=True))
+
+
+def clean_caption(text: str) -> str:
+    """One line of printable text: a byte-level tokenizer (BLIP-2's OPT) cut off by the token limit
+    can end inside a UTF-8 character, which decodes to U+FFFD; captions become prompts."""
+    text = "".join(c for c in text if c != "\ufffd" and (c.isprintable() or c.isspace()))
+    return " ".join(text.split())
 
 
 def _tiny_vocab() -> list[str]:
@@ -132,3 +153,54 @@ def save_tiny_blip(folder: Path) -> None:
     # Component by component, like the real repository (preprocessor_config.json + tokenizer files).
     BlipImageProcessor(size={"height": 384, "width": 384}).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+
+
+BLIP2_QUERY_TOKENS = 4
+"""The tiny BLIP-2's Q-Former queries (32 in the real model)."""
+
+
+def _tiny_byte_level_bpe() -> tuple[list[str], list[tuple[str, str]]]:
+    """OPT's specials, the printable ASCII bytes in GPT-2's byte-level spelling ("Ġ" is the space;
+    any ASCII text tokenizes, like the tiny BLIP's vocabulary) and merges spelling " word" for the
+    tiny words letter by letter, as GPT-2's BPE builds its words."""
+    alphabet = ["Ġ", *(chr(c) for c in range(0x21, 0x7F))]
+    vocab, merges = ["<s>", "<pad>", "</s>", "<unk>", *alphabet], []
+    for word in dict.fromkeys(_TINY_WORDS):
+        piece = "Ġ"
+        for letter in word:
+            if piece + letter not in vocab:
+                merges.append((piece, letter))
+                vocab.append(piece + letter)
+            piece += letter
+    return vocab, merges
+
+
+def save_tiny_blip2(folder: Path) -> None:
+    """BLIP-2 OPT's architecture (ViT, Q-Former, OPT decoder) with tiny random weights, BLIP-2's
+    processor settings (224², OpenAI CLIP normalisation, `<image>` placeholders for the queries)
+    and a small offline byte-level BPE tokenizer in OPT's layout (vocab.json + merges.txt, with
+    `<s>`, `<pad>`, `</s>`, `<unk>` at OPT's ids 0–3)."""
+    from transformers import Blip2Config, Blip2ForConditionalGeneration, Blip2Processor, BlipImageProcessor, \
+        GPT2Tokenizer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab, merges = _tiny_byte_level_bpe()
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+    tokenizer = GPT2Tokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), bos_token="</s>",
+                              eos_token="</s>", unk_token="<unk>", pad_token="<pad>", add_bos_token=True)
+    images = BlipImageProcessor(size={"height": 224, "width": 224}, image_mean=[0.48145466, 0.4578275, 0.40821073],
+                                image_std=[0.26862954, 0.26130258, 0.27577711])
+    processor = Blip2Processor(images, tokenizer, num_query_tokens=BLIP2_QUERY_TOKENS)
+    tiny = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4)
+    torch.manual_seed(0)
+    config = Blip2Config(
+        vision_config=dict(image_size=224, patch_size=32, intermediate_size=37, **tiny),
+        qformer_config=dict(intermediate_size=37, encoder_hidden_size=32, vocab_size=len(tokenizer), **tiny),
+        text_config=dict(model_type="opt", vocab_size=len(tokenizer), ffn_dim=37, word_embed_proj_dim=32,
+                         max_position_embeddings=128, bos_token_id=2, eos_token_id=2, pad_token_id=1, **tiny),
+        num_query_tokens=BLIP2_QUERY_TOKENS, image_token_index=tokenizer.convert_tokens_to_ids("<image>"))
+    Blip2ForConditionalGeneration(config).save_pretrained(folder)
+    processor.save_pretrained(folder)
+    images.save_pretrained(folder)  # preprocessor_config.json, as the repository has it

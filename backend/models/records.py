@@ -228,8 +228,19 @@ CAPTIONER: ModelRecord[Captioner] = ModelRecord("captioner", (ModelSpec(
 ), _captioner)
 
 
+CAPTIONER_BLIP2: ModelRecord[Captioner] = ModelRecord("captioner_blip2", (ModelSpec(
+    role="captioner_blip2", repo_id="Salesforce/blip2-opt-2.7b",
+    licence="MIT (model card); its language model OPT-2.7B comes under Meta's OPT licence (non-commercial "
+            "research)", commercial=False, size_mb=15_500, vram_mb=7_800,
+    configs=TRANSFORMERS_CONFIGS,
+    weights=tuple((f"model-0000{i}-of-00002.safetensors", f"pytorch_model-0000{i}-of-00002.bin") for i in (1, 2)),
+    tiny=TinyBuilder("captioner:save_tiny_blip2"), optional=True,
+    summary="BLIP-2 OPT-2.7b: Make-It-3D's captioner, for an empty prompt (`captioner=blip2`, `high`)"),
+), _captioner)
+
+
 RECORDS: tuple[ModelRecord, ...] = (NOVEL_VIEW, NOVEL_VIEW_STABLE, MULTIVIEW, DEPTH, CLIP, SEGMENTER, REFINER,
-                                    CONTROLNET_DEPTH, DIFIX, DIFIX_REF, SD_TURBO, CAPTIONER)
+                                    CONTROLNET_DEPTH, DIFIX, DIFIX_REF, SD_TURBO, CAPTIONER, CAPTIONER_BLIP2)
 """Every record, in the order `models list` shows them."""
 
 CATALOGUE: dict[str, ModelSpec] = {s.role: s for record in RECORDS for s in record.weights}

@@ -13,12 +13,17 @@ progress and cancellation.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from .weights import torch_variant
+
+if TYPE_CHECKING:
+    from .text_prior import TextPrior
 
 StepCallback = Callable[[int, int], None]
 FIXER_TIMESTEP = 199  # Difix's noise level: its ablation peaks between 200 and 10
@@ -71,7 +76,15 @@ class _Img2Img:
 
 
 class PromptRefiner(_Img2Img):
-    """Stable Diffusion img2img: renders in, prompt-consistent renders out."""
+    """Stable Diffusion img2img: renders in, prompt-consistent renders out. Its components also
+    serve as stage 1's text prior (`text_prior`)."""
+
+    @cached_property
+    def text_prior(self) -> TextPrior:
+        """Score distillation under a prompt on this pipeline's UNet, VAE and text encoder."""
+        from .text_prior import TextPrior
+
+        return TextPrior.from_pipeline(self.pipe)
 
     @torch.no_grad()
     def refine(self, images: Tensor, prompt: str, *, strength: float = 0.3, steps: int = 20,

@@ -25,6 +25,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from torch import Tensor
 
 from ..geometry.cameras import OrbitPose, stable_zero123_pose_encoding, zero123_pose_encoding
+from .sds import score_distillation, sds_timesteps
 from .weights import torch_variant
 
 IMAGE_SIZE = 256
@@ -163,15 +164,9 @@ class Zero123:
 
     def sds_timesteps(self, batch: int, *, t_range: tuple[float, float] = (0.02, 0.98), step_ratio: float | None = None,
                       generator: torch.Generator | None = None) -> Tensor:  # → [B] long
-        """Annealed (DreamGaussian: t = (1 − step_ratio)·T, clipped to the range) when a step ratio
-        is given, uniform in the range otherwise."""
-        lo, hi = (int(self.num_train_timesteps * r) for r in t_range)
-        if not 0 <= lo <= hi < self.num_train_timesteps:
-            raise ValueError(f"t_range must satisfy 0 ≤ lo ≤ hi < 1, got {t_range}")
-        if step_ratio is not None:
-            t = round((1.0 - step_ratio) * self.num_train_timesteps)
-            return torch.full((batch,), min(max(t, lo), hi), dtype=torch.long, device=self.device)
-        return torch.randint(lo, hi + 1, (batch,), generator=generator, device="cpu").to(self.device)
+        """`sds.sds_timesteps` on this model's schedule."""
+        return sds_timesteps(self.num_train_timesteps, batch, t_range=t_range, step_ratio=step_ratio,
+                             generator=generator, device=self.device)
 
     def sds(self, images: Tensor, reference: ReferenceEmbedding, relative: OrbitPose, *, guidance_scale: float = 5.0,
             t_range: tuple[float, float] = (0.02, 0.98), step_ratio: float | None = None,
@@ -183,15 +178,10 @@ class Zero123:
             raise ValueError(f"{images.shape[0]} images but {len(relative.azimuth_deg)} poses")
         latents = self.encode_images(images)
         t = self.sds_timesteps(len(latents), t_range=t_range, step_ratio=step_ratio, generator=generator)
-        with torch.no_grad():
-            noise = randn_tensor(latents.shape, generator=generator, device=self.device, dtype=latents.dtype)
-            noisy = self._scheduler().add_noise(latents, noise, t)
-            context, concat = self._conditions(reference, relative)
-            predicted = self._guided_noise(noisy, t, context, concat, guidance_scale)
-            weight = (1 - self.alphas_cumprod[t]).view(-1, 1, 1, 1)
-            grad = torch.nan_to_num(weight * (predicted.float() - noise.float()))
-        target = (latents.float() - grad).detach()
-        loss = 0.5 * F.mse_loss(latents.float(), target, reduction="sum")
+        context, concat = self._conditions(reference, relative)
+        loss = score_distillation(latents, t, self.alphas_cumprod,
+                                  lambda noisy, steps: self._guided_noise(noisy, steps, context, concat, guidance_scale),
+                                  generator)
         return SDSResult(loss, t)
 
     # --- sampling -------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from .cache import ResultCache, content_key
 from ..serving.context import PipelineError, StageContext
 from ..geometry import gaussians as gs
 from ..models import records
+from ..models.hub import ModelUnavailableError
 from ..models.registry import TINY_NOTICE, ModelRegistry
 from ..stages.geometry import (
     PseudoViews,
@@ -171,18 +172,36 @@ class _GenerateJob:
             report.prompt = self.inputs.prompt
             return
         started = time.perf_counter()
-        key = content_key("caption", PIPELINE_VERSION, prepared_key, self.registry.preset)
+        captioner = self.config.preprocess.captioner
+        key = content_key("caption", PIPELINE_VERSION, prepared_key, captioner, self.registry.preset)
         entry = self.cache.get("caption", key)
         if entry is not None:
             caption, report.cache["caption"] = entry.meta["caption"], "hit"
         else:
-            self.ctx.report(Stage.PREPROCESS, 3, 3, "writing a caption (empty prompt)")
-            caption = self.registry.get(records.CAPTIONER).caption(prepared.rgba)
-            self.cache.put("caption", key, {}, {"caption": caption})
+            caption, fallback = self._caption(prepared, captioner)
+            if not fallback:  # a fallback caption is not BLIP-2's: the next job tries BLIP-2 again
+                self.cache.put("caption", key, {}, {"caption": caption})
             report.cache["caption"] = "miss"
         self.ctx.check_cancelled()
         report.prompt, report.captioned = caption, True
         report.timed("preprocess", started)
+
+    def _caption(self, prepared: PreparedInput, captioner: str) -> tuple[str, bool]:
+        """→ (caption, whether BLIP base stood in for a BLIP-2 that is not downloaded). BLIP-2 is
+        an optional 15 GB model: an empty prompt on `high` must not fail the job for it."""
+        record = records.CAPTIONER_BLIP2 if captioner == "blip2" else records.CAPTIONER
+        fallback = False
+        try:
+            model = self.registry.get(record)
+        except ModelUnavailableError as error:
+            if record is records.CAPTIONER:
+                raise
+            warning = f"BLIP-2 is not available, captioned with BLIP base instead ({error})"
+            self.report.warnings.append(warning)
+            self.ctx.report(Stage.PREPROCESS, 3, 3, f"warning: {warning}")
+            record, model, fallback = records.CAPTIONER, self.registry.get(records.CAPTIONER), True
+        self.ctx.report(Stage.PREPROCESS, 3, 3, f"writing a caption (empty prompt, {record.spec.repo_id})")
+        return model.caption(prepared.rgba), fallback
 
     def geometry(self, prepared: PreparedInput, prepared_key: str) -> tuple[gs.Gaussians, str]:
         ctx, config, report = self.ctx, self.config, self.report
@@ -190,8 +209,10 @@ class _GenerateJob:
         # The fixer shapes the Gaussians only when it runs inside stage 1: any other fixer change
         # keeps the cached geometry.
         progressive_on = config.fixer.progressive_on
+        # Likewise the prompt (or caption) shapes them only through the text prior.
         key = content_key("geometry", PIPELINE_VERSION, prepared_key, config.geometry, self.inputs.seed,
-                          self.registry.preset, *((config.fixer,) if progressive_on else ()))
+                          self.registry.preset, *((config.fixer,) if progressive_on else ()),
+                          *((report.prompt,) if config.geometry.text_prior else ()))
         entry = self.cache.get("geometry", key)
         if entry is not None:
             gaussians = gaussians_from_payload(entry.arrays, self.registry.device)
@@ -207,6 +228,7 @@ class _GenerateJob:
         guidance = Zero123Guidance(self.registry.get(records.NOVEL_VIEW), self.reference_embedding, config.geometry)
 
         progressive = self._progressive_fix(prepared, pseudo) if progressive_on else None
+        priors = self._novel_view_priors()
 
         def on_step(step: int, total: int, gaussians: gs.Gaussians, losses: dict[str, float]) -> None:
             ctx.check_cancelled()
@@ -220,11 +242,31 @@ class _GenerateJob:
 
         result = optimise_gaussians(prepared.references(), guidance, pseudo, config.geometry, seed=self.inputs.seed,
                                     device=self.registry.device, on_step=on_step, progressive=progressive,
-                                    on_fix=on_fix)
+                                    on_fix=on_fix, priors=priors)
         report.losses["geometry"] = result.losses
         self.cache.put("geometry", key, gaussians_payload(result.gaussians), {"gaussians": len(result.gaussians)})
         report.timed("geometry", started)
         return result.gaussians, key
+
+    def _novel_view_priors(self) -> list:
+        """Make-It-3D's stage-1 additions the config turns on: the text prior (on the refiner's
+        Stable Diffusion) and the CLIP loss to the reference image."""
+        from ..stages.guidance import ClipReferenceGuidance, TextPriorGuidance
+
+        config, priors = self.config.geometry, []
+        if config.text_prior and self.report.prompt:
+            self.ctx.report(Stage.GEOMETRY, 0, config.steps, "loading the text prior (Stable Diffusion 1.5)")
+            refiner = self.registry.get(records.REFINER)
+            priors.append(TextPriorGuidance(refiner.text_prior, self.report.prompt, config))
+        elif config.text_prior:
+            warning = "the text prior needs a prompt and the caption is empty: the geometry follows the image only"
+            self.report.warnings.append(warning)
+            self.ctx.report(Stage.GEOMETRY, 0, config.steps, f"warning: {warning}")
+        if config.clip_weight > 0:
+            priors.append(ClipReferenceGuidance(self.registry.get(records.CLIP), self.reference_image,
+                                                config.clip_weight))
+        self.ctx.check_cancelled()
+        return priors
 
     def _progressive_fix(self, prepared: PreparedInput, pseudo: PseudoViews | None):
         """Difix3D's progressive 3D update for stage 1: the job's fixer, fixing renders from the

@@ -25,6 +25,8 @@ OPTION_FIELDS: dict[str, str] = {
     "texture_steps": "texture.steps",
     "fixer": "fixer.model",
     "progressive_fix": "fixer.progressive",
+    "text_prior": "geometry.text_prior",
+    "captioner": "preprocess.captioner",
 }
 """option name → the config field it sets (every option of the generate kind has one)."""
 

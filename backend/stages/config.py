@@ -15,6 +15,8 @@ from ..geometry.progressive_fix import FixSchedule
 
 FIXER_MODELS = ("off", "difix", "difix-ref", "sd-turbo")
 """The `fixer` option's values (protocol/options.py); `backend/stages/fixing.py` loads each."""
+CAPTIONERS = ("blip", "blip2")
+"""The `captioner` option's values: BLIP base (light) and BLIP-2 OPT-2.7b (`models/captioner.py`)."""
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,13 @@ class PreprocessConfig:
     """Segment the object the prompt names (CLIPSeg + SAM). Off: use the image's alpha, or key
     out a plain background colour."""
     caption_empty_prompt: bool = True
-    """Caption the image (BLIP) when the prompt is empty, so the texture stage has a text."""
+    """Caption the image when the prompt is empty, so the text prior and the texture stage have a text."""
+    captioner: str = "blip"
+    """blip (BLIP base, light) or blip2 (BLIP-2 OPT-2.7b, as Make-It-3D; `high`): the `captioner` option."""
+
+    def __post_init__(self) -> None:
+        if self.captioner not in CAPTIONERS:
+            raise ValueError(f"captioner must be one of {', '.join(CAPTIONERS)}, got {self.captioner!r}")
 
 
 # DreamGaussian's densification mapped onto gsplat's DefaultStrategy (see the project notes):
@@ -75,6 +83,21 @@ class GeometryConfig:
 
     depth_weight: float = 10.0
     """1 − Pearson(rendered depth, monocular depth) on the reference and pseudo views (0: off)."""
+
+    text_prior: bool = False
+    """Make-It-3D's text prior: SDS from Stable Diffusion 1.5 under the prompt (or the caption) at
+    the novel view, annealed like the Zero123 term (the `text_prior` option; on in `high`). On, the
+    prompt shapes the geometry and is part of its cache key; off, a prompt-only change re-runs only
+    what depends on the prompt (segmentation, texture)."""
+    text_sds_weight: float = 0.025
+    """The text prior's weight against `sds_weight` (Magic123 weighs its 2D prior 1 to the 3D prior's 40)."""
+    text_guidance_scale: float = 100.0
+    """Classifier-free guidance of the text prior (DreamFusion's and Magic123's 100 for SD's SDS)."""
+    view_dependent_prompt: bool = True
+    """Append "front / side / back / overhead view" by the novel camera's pose (DreamFusion)."""
+    clip_weight: float = 0.0
+    """Make-It-3D's CLIP loss in the coarse stage: 1 − cos(CLIP(novel render), CLIP(reference)).
+    0 turns it off (`high`: 1, Make-It-3D's ratio to its reference L1 mapped onto our MSE weight)."""
 
     optim: OptimConfig = field(default_factory=lambda: STAGE1_OPTIM)
     preview_splats: int = 50_000
@@ -174,7 +197,10 @@ DRAFT = replace(
 )
 HIGH = replace(
     STANDARD,
-    geometry=replace(STANDARD.geometry, steps=1000, multiview_samples=75),
+    preprocess=replace(STANDARD.preprocess, captioner="blip2"),
+    # Make-It-3D's text prior and CLIP loss on the highest preset, where a prompt change re-running
+    # the geometry costs least of the artist's iteration.
+    geometry=replace(STANDARD.geometry, steps=1000, multiview_samples=75, text_prior=True, clip_weight=1.0),
     mesh=replace(STANDARD.mesh, grid_resolution=192, target_faces=50_000,
                  bake=replace(STANDARD.mesh.bake, texture_size=2048)),
     texture=replace(STANDARD.texture, steps=100, cross_view_weight=0.05),

@@ -15,7 +15,7 @@ the same call, weighted like a pseudo view times `schedule.weight`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -45,6 +45,18 @@ from .losses import pearson_depth_loss
 class Guidance(Protocol):
     def sds_loss(self, images: Tensor, poses: OrbitPose, step_ratio: float, generator: torch.Generator) -> Tensor:
         """Score-distillation loss for renders images [B, 3, H, W] seen from absolute `poses`."""
+        ...
+
+
+class NovelViewPrior(Protocol):
+    """A further loss on the step's novel-view render (the text prior, the CLIP loss): logged as
+    `name`, weighted by `weight`."""
+
+    name: str
+    weight: float
+
+    def loss(self, images: Tensor, poses: OrbitPose, step_ratio: float, generator: torch.Generator) -> Tensor:
+        """Unweighted loss for renders images [B, 3, H, W] seen from absolute `poses`."""
         ...
 
 
@@ -117,14 +129,15 @@ def optimise_gaussians(reference: ReferenceTargets, guidance: Guidance | None, p
                        splat_backend: str = "auto",
                        on_step: Callable[[int, int, gs.Gaussians, dict[str, float]], None] | None = None,
                        progressive: ProgressiveFix | None = None,
-                       on_fix: Callable[[int, int, gs.Gaussians, str], None] | None = None
-                       ) -> GeometryResult:
+                       on_fix: Callable[[int, int, gs.Gaussians, str], None] | None = None,
+                       priors: Sequence[NovelViewPrior] = ()) -> GeometryResult:
     """Optimise Gaussians from scratch; `on_step(step, total, gaussians, losses)` runs after each
     step (progress, previews, cancellation: raise from it to stop).
 
     With `progressive` (see `progressive_fix_for`), fix rounds run before the schedule's steps;
     `on_fix(step, total, gaussians, message)` runs before every view of a round and once after it
-    (progress, previews, cancellation: raise from it to stop a round between two views)."""
+    (progress, previews, cancellation: raise from it to stop a round between two views).
+    Each of `priors` adds its weighted loss on the novel-view render, logged under its name."""
     device = torch.device(device)
     generator = torch.Generator().manual_seed(seed)
     # Fixed views draw from their own generator, so the rest of a run draws what it would without.
@@ -172,6 +185,8 @@ def optimise_gaussians(reference: ReferenceTargets, guidance: Guidance | None, p
             terms["depth"] = config.depth_weight * pearson_depth_loss(depth[0], ref_depth, (ref_mask > 0.5) & (alpha[0] > 0.5))
         if use_sds:
             terms["sds"] = config.sds_weight * guidance.sds_loss(rgb[1:2], novel, ratio, generator)
+        for prior in priors:
+            terms[prior.name] = prior.weight * prior.loss(rgb[1:2], novel, ratio, generator)
         if use_pseudo:
             target = _resize(pseudo.images[view], size).to(device)
             terms["multiview"] = config.multiview_weight * F.mse_loss(rgb[2], target)

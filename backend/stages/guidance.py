@@ -1,4 +1,5 @@
-"""Stage 1's guidance from the models: Zero123 score distillation and the six pseudo views."""
+"""Stage 1's guidance from the models: Zero123 score distillation, the six pseudo views, and
+Make-It-3D's text prior and CLIP loss at the novel view; stage 2's refinement targets."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from torch import Tensor
 
 from ..geometry.cameras import OrbitPose, relative_pose
 from ..models import records
+from ..models.text_prior import DirectionalPrompts, TextPrior
 from ..models.zero123 import ReferenceEmbedding, StepCallback, Zero123
 from .config import GeometryConfig, TextureConfig
 from .geometry import PseudoViews
-from .losses import foreground_mask
+from .losses import clip_consistency_loss, foreground_mask
 
 
 class Zero123Guidance:
@@ -27,6 +29,38 @@ class Zero123Guidance:
                                 t_range=self.config.t_range,
                                 step_ratio=step_ratio if self.config.anneal_timesteps else None,
                                 generator=generator).loss
+
+
+class TextPriorGuidance:
+    """Make-It-3D's text prior: Stable Diffusion SDS at the novel view under the prompt (or the
+    caption), view-dependent, annealed like the Zero123 term (a `NovelViewPrior`)."""
+
+    name = "text sds"
+
+    def __init__(self, prior: TextPrior, prompt: str, config: GeometryConfig):
+        self.prior, self.config, self.weight = prior, config, config.text_sds_weight
+        self.prompts = DirectionalPrompts(prior, prompt, view_dependent=config.view_dependent_prompt)
+
+    def loss(self, images: Tensor, poses: OrbitPose, step_ratio: float, generator: torch.Generator) -> Tensor:
+        return self.prior.sds(images, self.prompts.for_poses(poses), self.prompts.unconditional,
+                              guidance_scale=self.config.text_guidance_scale, t_range=self.config.t_range,
+                              step_ratio=step_ratio if self.config.anneal_timesteps else None,
+                              generator=generator).loss
+
+
+class ClipReferenceGuidance:
+    """Make-It-3D's CLIP loss in the coarse stage: a novel view must be the same object, in CLIP's
+    eyes, as the input image (a `NovelViewPrior`)."""
+
+    name = "clip"
+
+    def __init__(self, clip, reference_image: Tensor, weight: float):  # reference [1, 3, S, S] on white
+        self.clip, self.weight = clip, weight
+        with torch.no_grad():
+            self.target = clip.encode_images(reference_image).detach()  # [1, D]
+
+    def loss(self, images: Tensor, poses: OrbitPose, step_ratio: float, generator: torch.Generator) -> Tensor:
+        return clip_consistency_loss(self.clip.encode_images(images), self.target)
 
 
 def pseudo_views(registry, reference: ReferenceEmbedding, reference_image: Tensor, config: GeometryConfig, *,
@@ -102,8 +136,6 @@ class DiffusionTextureGuidance:
     def semantic_loss(self, renders: Tensor) -> Tensor | None:
         if self.clip is None:
             return None
-        from .losses import clip_consistency_loss
-
         return clip_consistency_loss(self.clip.encode_images(renders), self._clip_targets)
 
     def dense_features(self, renders: Tensor) -> Tensor | None:

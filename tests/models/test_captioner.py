@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from backend.models.captioner import Captioner, _rgb, save_tiny_blip
+from backend.models.captioner import BLIP2_QUERY_TOKENS, Captioner, _rgb, clean_caption, save_tiny_blip, save_tiny_blip2
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +81,53 @@ def test_rgba_is_composited_on_white(captioner):
 def test_bad_images_are_rejected(captioner, image, message):
     with pytest.raises(ValueError, match=message):
         captioner.caption(image)
+
+
+@pytest.fixture(scope="module")
+def blip2_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-blip2")
+    save_tiny_blip2(folder)
+    return folder
+
+
+def test_the_tiny_blip2_is_laid_out_like_the_real_repository(blip2_folder):
+    from transformers import Blip2Processor
+
+    for name in ("config.json", "preprocessor_config.json", "vocab.json", "merges.txt", "tokenizer_config.json",
+                 "model.safetensors"):
+        assert (blip2_folder / name).is_file(), name
+    config = json.loads((blip2_folder / "config.json").read_text())
+    assert config["model_type"] == "blip-2" and config["text_config"]["model_type"] == "opt"
+    processor = Blip2Processor.from_pretrained(blip2_folder)
+    tokenizer = processor.tokenizer
+    # OPT's ids: <pad> 1, </s> 2 starts and ends a caption; the queries' placeholder is the config's.
+    assert (tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id) == (1, 2, 2)
+    assert config["image_token_index"] == tokenizer.convert_tokens_to_ids("<image>")
+    assert config["num_query_tokens"] == processor.num_query_tokens == BLIP2_QUERY_TOKENS
+    assert processor.image_processor.size == {"height": 224, "width": 224}
+    ids = tokenizer(" a photo of a red chair, xyz!", add_special_tokens=False).input_ids
+    assert tokenizer.unk_token_id not in ids
+    assert tokenizer.convert_ids_to_tokens(ids)[:3] == ["Ġa", "Ġphoto", "Ġof"]  # the merges spell the words
+
+
+def test_blip2_captions_through_the_same_wrapper(blip2_folder):
+    from transformers import Blip2ForConditionalGeneration
+
+    blip2 = Captioner.from_pretrained(blip2_folder)
+    assert isinstance(blip2.model, Blip2ForConditionalGeneration)
+    image = _noise()
+    caption = blip2.caption(image)
+    assert isinstance(caption, str) and caption == clean_caption(caption) and caption
+    assert blip2.caption(image.copy()) == caption and caption.isascii()
+    assert len(blip2.caption(image, max_new_tokens=3)) <= 3 * max(len(t) for t in caption.split()) + 2
+
+
+def test_a_folder_of_another_model_is_refused(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "clip"}))
+    with pytest.raises(ValueError, match="not a BLIP or BLIP-2 captioner"):
+        Captioner.from_pretrained(tmp_path)
+
+
+def test_captions_are_cleaned_into_one_printable_line():
+    assert clean_caption("  a red\nmug \ufffd\x07 on a table\ufffd ") == "a red mug on a table"
+    assert clean_caption("\ufffd\ufffd") == ""

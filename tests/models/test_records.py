@@ -24,7 +24,7 @@ WRAPPERS = {records.NOVEL_VIEW: Zero123, records.NOVEL_VIEW_STABLE: Zero123, rec
             records.DEPTH: DepthEstimator, records.CLIP: Clip, records.SEGMENTER: TextSegmenter,
             records.REFINER: PromptRefiner, records.CONTROLNET_DEPTH: DepthControlNet, records.DIFIX: DifixFixer,
             records.DIFIX_REF: DifixFixer,
-            records.SD_TURBO: TurboFixer, records.CAPTIONER: Captioner}
+            records.SD_TURBO: TurboFixer, records.CAPTIONER: Captioner, records.CAPTIONER_BLIP2: Captioner}
 
 
 def test_every_record_is_registered_once_and_covers_the_catalogue():

@@ -183,7 +183,7 @@ def test_message_ids_are_unique():
     ids = {new_id() for _ in range(10_000)}
     assert len(ids) == 10_000
     env = decode(encode(Generate(image=PNG_MAGIC, prompt="", quality="draft", seed=0), job_id="j"))
-    assert env.msg_id and env.version == (2, 3) and str(env.version) == "2.3"
+    assert env.msg_id and env.version == (2, 4) and str(env.version) == "2.4"
 
 
 def test_an_enhance_and_its_result_round_trip_with_both_images_as_frames():

@@ -1,6 +1,7 @@
 from dataclasses import replace
 
 import numpy as np
+import pytest
 import torch
 
 from backend.geometry import gaussians as gs
@@ -74,3 +75,37 @@ def test_preview_keeps_the_most_opaque_splats_in_compact_dtypes():
                                                       "rotations": np.float16}
     assert len(arrays["positions"]) == 100 and arrays["opacities"].min() >= 250  # the top 10 % (sigmoid ≥ 0.98)
     assert len(preview_arrays(g, 5000)["positions"]) == 1000
+
+
+
+class PullToColour:
+    """A novel-view prior that wants the render to be one colour (differentiable, easy to see)."""
+
+    def __init__(self, name, weight, colour):
+        self.name, self.weight, self.colour = name, weight, torch.tensor(colour).view(1, 3, 1, 1)
+        self.calls, self.values = [], []
+
+    def loss(self, images, poses, step_ratio, generator):
+        self.calls.append((tuple(images.shape), step_ratio))
+        loss = ((images - self.colour) ** 2).mean()
+        self.values.append(float(loss.detach()))
+        return loss
+
+
+def test_novel_view_priors_are_weighted_logged_and_shape_the_gaussians():
+    config = replace(STANDARD.geometry, steps=30, render_sizes=(32, 32, 32), initial_gaussians=400, depth_weight=0.0)
+    guidance, prior = CountingGuidance(), PullToColour("text sds", 5000.0, [0.0, 0.0, 1.0])
+    base = optimise_gaussians(_disc(32), CountingGuidance(), None, config, seed=2, splat_backend="torch")
+    pulled = optimise_gaussians(_disc(32), guidance, None, config, seed=2, splat_backend="torch",
+                                priors=[prior, PullToColour("clip", 0.0, [0.0, 0.0, 0.0])])
+    assert "text sds" not in base.losses and "clip" not in base.losses
+    assert pulled.losses["text sds"] == pytest.approx([5000.0 * v for v in prior.values]) and len(prior.values) == 30
+    assert pulled.losses["clip"] == [0.0] * 30  # a zero weight is logged as zero
+    # The prior sees the Zero123 term's novel view, at the same step ratio.
+    assert prior.calls == [(shape, ratio) for shape, _, ratio in guidance.calls]
+
+    def blueness(gaussians):
+        colours = gaussians.base_colors.detach()
+        return float(colours[:, 2].mean() - colours[:, :2].mean())
+
+    assert blueness(pulled.gaussians) > blueness(base.gaussians) + 0.05
