@@ -26,8 +26,8 @@ class ProtocolVersion(NamedTuple):
 # options (`views`, `paint_steps`, `refine_steps`; `texture_size` serves it too).
 # 2.3: the `worker_lost` failure code (the Ray engine's worker died during the job; an older add-on
 # shows it like `pipeline_error`).
-# 2.4: the generate options `text_prior` and `captioner` (a backend that lists neither in
-# `welcome.options` refuses them by name).
+# 2.4: the generate options `multiview`, `novel_view`, `text_prior` and `captioner` (a backend that
+# does not list one in `welcome.options` refuses it by name).
 PROTOCOL_VERSION = ProtocolVersion(2, 4)
 
 DEFAULT_PORT = 5571

@@ -218,6 +218,24 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "Difix3D's progressive 3D update in stage 1: at intervals, render poses moved part of the way toward "
         "uncovered angles, clean them with the fixer and train on them too. Needs a fixer.", _GENERATE),
     OptionSpec(
+        "multiview", "choice", "Multi-view generator",
+        "Where stage 1's six pseudo-ground-truth views come from. Zero123++ generates them together, so "
+        "they agree with each other (non-commercial licence; used when downloaded, else Zero123); Zero123 "
+        "samples each on its own (commercial-safe); off trains without them.", _GENERATE,
+        choices=(Choice("zero123pp", "Zero123++", "sudo-ai/zero123plus-v1.2: six joint views (CC-BY-NC-4.0)"),
+                 Choice("zero123", "Zero123", "six independent samples of the novel-view model"),
+                 Choice("off", "Off", "no pseudo views")),
+        initial="zero123pp"),
+    OptionSpec(
+        "novel_view", "choice", "Novel-view model",
+        "The model that imagines the unseen sides (score distillation, Zero123 pseudo views, texture "
+        "refinement).", _GENERATE,
+        choices=(Choice("zero123-xl", "Zero123-XL", "ashawkey/zero123-xl-diffusers (OpenRAIL-M: commercial use "
+                                                    "with use restrictions)"),
+                 Choice("stable-zero123", "Stable Zero123", "ashawkey/stable-zero123-diffusers: sharper, "
+                                                            "non-commercial; optional download")),
+        default="zero123-xl"),
+    OptionSpec(
         "text_prior", "bool", "Prompt shapes the geometry",
         "Make-It-3D's text prior: Stable Diffusion 1.5 guides the sides the photo does not show toward the "
         "prompt (or the caption). On, a new prompt re-runs the geometry; off, only the texture.", _GENERATE),

@@ -21,6 +21,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "reconstruct": ("backend.bench.reconstruct", "fit Gaussians to known objects, extract meshes, score held-out views"),
     "texture-oracle": ("backend.bench.texture_oracle", "Texture Selected's painter on known objects, ground truth in "
                                                        "place of the generator (ORACLE EVIDENCE)"),
+    "terms": ("backend.bench.terms", "per-step cost of each optional loss term (text prior, CLIP, cross-view) side by "
+                                     "side, and the draft preset's end-to-end time"),
     "workers": ("backend.bench.workers", "scale-out: jobs/min and p50/p95 latency with 1, 2, ... Ray workers beside "
                                          "the in-process engine, and the front end's added latency"),
 }

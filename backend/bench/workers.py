@@ -33,6 +33,7 @@ from protocol import Cancelled, Failed, Mesh, Progress
 from protocol.client import Client
 
 from ..serving.local import LocalBackend
+from .photos import disc_photo
 
 RESOURCE = "lift3d_bench_gpu"
 DEFAULT_OPTIONS = {"geometry_steps": 12, "texture_steps": 2}
@@ -61,20 +62,6 @@ class Row:
     p50_s: float
     p95_s: float
     wait_p50_s: float
-
-
-def photo(size: int = 96) -> bytes:
-    import io
-
-    from PIL import Image
-
-    yy, xx = np.mgrid[:size, :size]
-    inside = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size / 3) ** 2
-    rgba = np.zeros((size, size, 4), np.uint8)
-    rgba[inside] = (200, 40, 30, 255)
-    buffer = io.BytesIO()
-    Image.fromarray(rgba).save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 @contextmanager
@@ -113,7 +100,7 @@ def run_one(client: Client, client_index: int, seed: int, image: bytes, options:
 
 def load(endpoint: str, clients: int, jobs: int, options: dict, seed0: int) -> tuple[list[JobTiming], float]:
     """`clients` threads, each its own connection, each running `jobs` jobs back to back."""
-    image, timings, errors = photo(), [], []
+    image, timings, errors = disc_photo(), [], []
 
     def artist(index: int) -> None:
         try:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .catalogue import (
-    DIFFUSERS_CONFIGS, SD_CONFIGS, TRANSFORMERS_CONFIGS, FullOnly, LoadContext, ModelRecord, ModelSpec, TinyBuilder,
+    DIFFUSERS_CONFIGS, SD_CONFIGS, TRANSFORMERS_CONFIGS, LoadContext, ModelRecord, ModelSpec, TinyBuilder,
     diffusers_weights, transformers_weights)
 
 if TYPE_CHECKING:
@@ -65,8 +65,7 @@ NOVEL_VIEW_STABLE: ModelRecord[Zero123] = ModelRecord("novel_view_stable", (Mode
 def _zero123_plus_plus(ctx: LoadContext) -> Zero123PlusPlus:
     from .multiview import Zero123PlusPlus
 
-    (pipeline_code,) = ctx.companions
-    return Zero123PlusPlus.from_pretrained(ctx.folder, pipeline_code, **ctx.placement())
+    return Zero123PlusPlus.from_pretrained(ctx.folder, **ctx.placement())
 
 
 MULTIVIEW: ModelRecord[Zero123PlusPlus] = ModelRecord("multiview", (ModelSpec(
@@ -74,9 +73,9 @@ MULTIVIEW: ModelRecord[Zero123PlusPlus] = ModelRecord("multiview", (ModelSpec(
     licence="CC-BY-NC-4.0 weights (Apache-2.0 code)", commercial=False,
     size_mb=5200, vram_mb=5000, configs=DIFFUSERS_CONFIGS,
     weights=diffusers_weights("unet", "vae") + transformers_weights("text_encoder", "vision_encoder"),
-    tiny=FullOnly("its pipeline code comes from the Hub; the tiny preset uses Zero123 for the six pseudo-views"),
-    optional=True, companion="sudo-ai/zero123plus-pipeline",
-    summary="Zero123++ v1.2: the six fixed views in one pass (its pipeline code comes from the Hub)"),
+    tiny=TinyBuilder("multiview:save_tiny_zero123pp"), optional=True,
+    summary="Zero123++ v1.2: the six pseudo views generated jointly in one image (`multiview=zero123pp`; "
+            "sampled in the project, no Hub code)"),
 ), _zero123_plus_plus)
 
 
@@ -97,7 +96,6 @@ DEPTH: ModelRecord[DepthEstimator] = ModelRecord("depth", (ModelSpec(
 
 def _clip(ctx: LoadContext) -> Clip:
     from .clip import Clip
-    from .depth_painter import DepthControlNet
 
     return Clip.from_pretrained(ctx.folder, **ctx.placement())
 

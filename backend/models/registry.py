@@ -148,6 +148,14 @@ class ModelRegistry:
         companions = tuple(None if self.is_tiny else companion_snapshot(s, self.lock) for s in record.weights)
         return LoadContext(folders, companions, self.device, self.dtype, self.is_tiny)
 
+    def present(self, record: ModelRecord) -> bool:
+        """Whether `record` can load without a download: in the tiny preset, when it has a tiny
+        version; in the full preset, when its weights are in the cache (at the locked commit).
+        For optional models a setting prefers when they are there (Zero123++)."""
+        if self.is_tiny:
+            return not record.full_only
+        return all(cached_snapshot(s, self.lock) is not None for s in record.weights)
+
     def loaded(self) -> list[str]:
         with self._lock:
             return list(self._models)

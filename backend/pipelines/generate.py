@@ -14,6 +14,7 @@ cache payload (`cache_payload` / `from_cache`); this module only chooses keys.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from .cache import ResultCache, content_key
 from ..serving.context import PipelineError, StageContext
 from ..geometry import gaussians as gs
 from ..models import records
-from ..models.hub import ModelUnavailableError
+from ..models.hub import DOWNLOAD_COMMAND, ModelUnavailableError
 from ..models.registry import TINY_NOTICE, ModelRegistry
 from ..stages.geometry import (
     PseudoViews,
@@ -106,8 +107,13 @@ class _GenerateJob:
         """Zero123's encoding of the input view: computed once per job, used by SDS, the pseudo
         views and texture refinement (and not at all when geometry comes from the cache and the
         texture is not refined)."""
-        zero123 = self.registry.get(records.NOVEL_VIEW)
+        zero123 = self.registry.get(self.novel_view)
         return zero123.encode_reference(self.reference_image, self.config.geometry.reference_elevation_deg)
+
+    @property
+    def novel_view(self):
+        """The record of the novel-view model the `novel_view` option picks."""
+        return records.NOVEL_VIEW_STABLE if self.config.geometry.novel_view == "stable-zero123" else records.NOVEL_VIEW
 
     def enhancer(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
         """The fixer bound to this job's input view, for post-render enhancement (None when off)."""
@@ -204,6 +210,7 @@ class _GenerateJob:
         return model.caption(prepared.rgba), fallback
 
     def geometry(self, prepared: PreparedInput, prepared_key: str) -> tuple[gs.Gaussians, str]:
+        self._resolve_multiview()
         ctx, config, report = self.ctx, self.config, self.report
         started = time.perf_counter()
         # The fixer shapes the Gaussians only when it runs inside stage 1: any other fixer change
@@ -222,10 +229,10 @@ class _GenerateJob:
             report.timed("geometry", started)
             return gaussians, key
         report.cache["geometry"] = "miss"
-        pseudo = self._pseudo_views()
+        pseudo = self._pseudo_views(prepared)
         from ..stages.guidance import Zero123Guidance
 
-        guidance = Zero123Guidance(self.registry.get(records.NOVEL_VIEW), self.reference_embedding, config.geometry)
+        guidance = Zero123Guidance(self.registry.get(self.novel_view), self.reference_embedding, config.geometry)
 
         progressive = self._progressive_fix(prepared, pseudo) if progressive_on else None
         priors = self._novel_view_priors()
@@ -247,6 +254,21 @@ class _GenerateJob:
         self.cache.put("geometry", key, gaussians_payload(result.gaussians), {"gaussians": len(result.gaussians)})
         report.timed("geometry", started)
         return result.gaussians, key
+
+    def _resolve_multiview(self) -> None:
+        """Zero123++ when it is downloaded; otherwise the six views come from Zero123 and the job
+        says so. Resolved before the geometry cache key, so the key names the generator that ran."""
+        geometry = self.config.geometry
+        if geometry.multiview_generator != "zero123pp" or geometry.multiview_weight <= 0 or \
+                self.registry.present(records.MULTIVIEW):
+            return
+        note = (f"Zero123++ ({records.MULTIVIEW.spec.repo_id}) is not downloaded: the six views come from Zero123 "
+                f"and need not agree. `{DOWNLOAD_COMMAND} --role multiview` gets it (non-commercial licence)")
+        self.report.warnings.append(note)
+        self.ctx.report(Stage.PSEUDO_VIEWS, 0, 1, f"note: {note}")
+        self.config = dataclasses.replace(self.config, geometry=dataclasses.replace(geometry,
+                                                                                   multiview_generator="zero123"))
+        self.report.config = self.config.to_dict()
 
     def _novel_view_priors(self) -> list:
         """Make-It-3D's stage-1 additions the config turns on: the text prior (on the refiner's
@@ -282,17 +304,19 @@ class _GenerateJob:
                                    ImageFixerAdapter(fixer, seed=self.inputs.seed), fixer_config.schedule,
                                    seed=self.inputs.seed)
 
-    def _pseudo_views(self) -> PseudoViews | None:
+    def _pseudo_views(self, prepared: PreparedInput) -> PseudoViews | None:
         config = self.config.geometry
-        if config.multiview_weight <= 0:
+        if config.multiview_weight <= 0 or config.multiview_generator == "off":
             return None
         from ..stages.guidance import pseudo_views
 
         def on_step(step: int, total: int) -> None:
             self.ctx.check_cancelled()
-            self.ctx.report(Stage.PSEUDO_VIEWS, step, total, "six views from the novel-view model")
+            self.ctx.report(Stage.PSEUDO_VIEWS, step, total, f"six views from {source}")
 
-        return pseudo_views(self.registry, self.reference_embedding, self.reference_image, config,
+        source = "Zero123++" if config.multiview_generator == "zero123pp" else "the novel-view model"
+
+        return pseudo_views(self.registry, self.reference_embedding, prepared, config, novel_view=self.novel_view,
                             generator=torch.Generator().manual_seed(self.inputs.seed), on_step=on_step)
 
     def _send_preview(self, step: int, gaussians: gs.Gaussians, force: bool = False) -> None:
@@ -338,7 +362,7 @@ class _GenerateJob:
         fixer = load_fixer(self.registry, config.fixer.model) if config.fixer.texture_targets else None
         clip = (self.registry.get(records.CLIP) if config.texture.clip_weight > 0 or config.texture.cross_view_weight > 0
                 else None)
-        guidance = DiffusionTextureGuidance(self.registry.get(records.NOVEL_VIEW), self.reference_embedding,
+        guidance = DiffusionTextureGuidance(self.registry.get(self.novel_view), self.reference_embedding,
                                             self.reference_image, config.texture, config.geometry, prompt=prompt,
                                             refiner=refiner, fixer=fixer, clip=clip, on_denoise_step=check)
 

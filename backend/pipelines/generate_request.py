@@ -25,6 +25,8 @@ OPTION_FIELDS: dict[str, str] = {
     "texture_steps": "texture.steps",
     "fixer": "fixer.model",
     "progressive_fix": "fixer.progressive",
+    "multiview": "geometry.multiview_generator",
+    "novel_view": "geometry.novel_view",
     "text_prior": "geometry.text_prior",
     "captioner": "preprocess.captioner",
 }

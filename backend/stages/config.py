@@ -15,6 +15,10 @@ from ..geometry.progressive_fix import FixSchedule
 
 FIXER_MODELS = ("off", "difix", "difix-ref", "sd-turbo")
 """The `fixer` option's values (protocol/options.py); `backend/stages/fixing.py` loads each."""
+MULTIVIEW_GENERATORS = ("zero123pp", "zero123", "off")
+"""The `multiview` option's values: Zero123++ v1.2 (joint views), six Zero123 samples, or none."""
+NOVEL_VIEW_MODELS = ("zero123-xl", "stable-zero123")
+"""The `novel_view` option's values (`models/records.py`: NOVEL_VIEW, NOVEL_VIEW_STABLE)."""
 CAPTIONERS = ("blip", "blip2")
 """The `captioner` option's values: BLIP base (light) and BLIP-2 OPT-2.7b (`models/captioner.py`)."""
 
@@ -78,8 +82,14 @@ class GeometryConfig:
     """MSE to the six pseudo-ground-truth views (0 turns it off)."""
     multiview_samples: int = 50
     """Denoising steps used to generate the pseudo views (once per job)."""
-    multiview_generator: str = "zero123"
-    """zero123 (any preset) or zero123++ (full preset, non-commercial weights)."""
+    multiview_generator: str = "zero123pp"
+    """zero123pp (Zero123++ v1.2: six views generated jointly, so they agree; non-commercial
+    weights; used when downloaded, else zero123 with a note), zero123 (six independent samples of
+    the novel-view model; commercial-safe) or off: the `multiview` option."""
+    novel_view: str = "zero123-xl"
+    """zero123-xl (commercial-safe) or stable-zero123 (sharper, non-commercial; conditioned on the
+    input's elevation as well): the model behind SDS, the Zero123 pseudo views and the texture
+    stage's refinement. The `novel_view` option."""
 
     depth_weight: float = 10.0
     """1 − Pearson(rendered depth, monocular depth) on the reference and pseudo views (0: off)."""
@@ -104,6 +114,11 @@ class GeometryConfig:
     """At most this many splats per live preview (the most opaque ones)."""
 
     def __post_init__(self) -> None:
+        if self.multiview_generator not in MULTIVIEW_GENERATORS:
+            raise ValueError(f"multiview must be one of {', '.join(MULTIVIEW_GENERATORS)}, "
+                             f"got {self.multiview_generator!r}")
+        if self.novel_view not in NOVEL_VIEW_MODELS:
+            raise ValueError(f"novel_view must be one of {', '.join(NOVEL_VIEW_MODELS)}, got {self.novel_view!r}")
         if self.steps < 1:
             raise ValueError(f"geometry steps must be at least 1, got {self.steps}")
         if any(s % 8 for s in self.render_sizes):
@@ -189,8 +204,9 @@ STANDARD = GenerationConfig()
 DRAFT = replace(
     STANDARD,
     preprocess=replace(STANDARD.preprocess, size=256),
+    # Six quick Zero123 samples: a draft is a quick look, and its views need not agree.
     geometry=replace(STANDARD.geometry, steps=100, render_sizes=(64, 96, 128), multiview_samples=10,
-                     initial_gaussians=2000),
+                     initial_gaussians=2000, multiview_generator="zero123"),
     mesh=replace(STANDARD.mesh, grid_resolution=64, target_faces=5000, carve_render_size=96,
                  bake=replace(STANDARD.mesh.bake, texture_size=256, render_size=256)),
     texture=replace(STANDARD.texture, steps=5, render_size=128, denoise_steps=20, prompt_steps=10),

@@ -3,16 +3,21 @@ Make-It-3D's text prior and CLIP loss at the novel view; stage 2's refinement ta
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
 from ..geometry.cameras import OrbitPose, relative_pose
 from ..models import records
+from ..models.catalogue import ModelRecord
+from ..models.multiview import ZERO123PP_FOVY_DEG, MultiViewImages
 from ..models.text_prior import DirectionalPrompts, TextPrior
 from ..models.zero123 import ReferenceEmbedding, StepCallback, Zero123
 from .config import GeometryConfig, TextureConfig
 from .geometry import PseudoViews
 from .losses import clip_consistency_loss, foreground_mask
+from .preprocess import PreparedInput
 
 
 class Zero123Guidance:
@@ -63,27 +68,66 @@ class ClipReferenceGuidance:
         return clip_consistency_loss(self.clip.encode_images(images), self.target)
 
 
-def pseudo_views(registry, reference: ReferenceEmbedding, reference_image: Tensor, config: GeometryConfig, *,
-                 generator: torch.Generator, on_step: StepCallback | None = None) -> PseudoViews:
-    """The six fixed views from the configured generator, with foreground masks and monocular
-    depth (the depth model runs on the generated images)."""
-    from ..models.multiview import Zero123MultiView
+def pseudo_views(registry, reference: ReferenceEmbedding, prepared: PreparedInput, config: GeometryConfig, *,
+                 novel_view: ModelRecord[Zero123], generator: torch.Generator,
+                 on_step: StepCallback | None = None) -> PseudoViews | None:
+    """The six fixed views from the configured generator (None when it is off), with foreground
+    masks and monocular depth (the depth model runs on the generated images), on white.
 
-    if config.multiview_generator == "zero123++":
-        views = registry.get(records.MULTIVIEW).generate(reference_image, steps=config.multiview_samples,
-                                                         generator=generator, on_step=on_step)
-    elif config.multiview_generator == "zero123":
-        views = Zero123MultiView(registry.get(records.NOVEL_VIEW)).generate(
+    `prepared` is the recentred cut-out: Zero123++ gets it on its grey, and the object's size in it
+    places Zero123++'s cameras (`zero123pp_radius`)."""
+    from ..models.multiview import INPUT_BACKGROUND, Zero123MultiView
+
+    if config.multiview_generator == "off":
+        return None
+    if config.multiview_generator == "zero123pp":
+        views = registry.get(records.MULTIVIEW).generate(prepared.image_on(INPUT_BACKGROUND),
+                                                         steps=config.multiview_samples, generator=generator,
+                                                         on_step=on_step)
+    else:
+        views = Zero123MultiView(registry.get(novel_view)).generate(
             reference, radius=config.camera_radius, steps=config.multiview_samples,
             guidance_scale=config.guidance_scale, generator=generator, on_step=on_step)
-    else:
-        raise ValueError(f"unknown multi-view generator {config.multiview_generator!r}; use zero123 or zero123++")
+    return pseudo_targets(views, torch.from_numpy(prepared.mask), config, depth=registry.get(records.DEPTH) if config.depth_weight > 0 else None)
+
+
+def pseudo_targets(views: MultiViewImages, reference_mask: Tensor, config: GeometryConfig, *,
+                   depth=None) -> PseudoViews:
+    """Generated views → stage 1's targets: masks from the generator's background, the images moved
+    onto white (Lift3D renders on white), the cameras at the generator's field of view, placed at
+    the distance that shows the object at the size the views show it, and monocular depth."""
     images = views.images.float().cpu()
     masks = foreground_mask(images, views.background).float()
-    # Lift3D renders on white: move a grey generator background (Zero123++) to white.
     images = images * masks[:, None] + (1 - masks[:, None]) if views.background != 1.0 else images
-    depth = registry.get(records.DEPTH).predict(images).cpu() * masks if config.depth_weight > 0 else None
-    return PseudoViews(images, masks, depth, views.poses, views.fovy_deg)
+    poses = views.poses
+    if views.fovy_deg != config.fovy_deg:  # a generator with its own framing (Zero123++)
+        radius = zero123pp_radius(reference_mask, masks, config)
+        poses = OrbitPose(poses.elevation_deg, poses.azimuth_deg, torch.full_like(poses.radius, radius))
+    else:
+        poses = OrbitPose(poses.elevation_deg, poses.azimuth_deg, torch.full_like(poses.radius, config.camera_radius))
+    inverse_depth = depth.predict(images).cpu() * masks if depth is not None else None
+    return PseudoViews(images, masks, inverse_depth, poses, views.fovy_deg)
+
+
+MAX_RADIUS_RATIO = 4.0
+"""Bound on how far the estimated pseudo-view distance may stray from the reference's (either way)."""
+
+
+def zero123pp_radius(reference_mask: Tensor, view_masks: Tensor, config: GeometryConfig) -> float:
+    """The camera distance at which Zero123++'s views (fov 30°) show the object as large as they do.
+
+    Zero123++ v1.2 paints the object at its own normalised size whatever the input's framing, so
+    its cameras' distance in Lift3D's units is measured: an object's apparent radius, as a fraction
+    of the half-frame, is about R / (d·tan(fov/2)), and its area fraction grows with its square, so
+    d = d_ref · tan(fov_ref/2)/tan(fov/2) · √(area_ref / mean area of the views). Reference
+    mask [S, S], view masks [6, h, w] (area fractions, so their sizes may differ)."""
+    reference_area = float(reference_mask.float().mean())
+    view_area = float(view_masks.float().mean())
+    if reference_area <= 0 or view_area <= 0:
+        return float(config.camera_radius)
+    ratio = (math.tan(math.radians(config.fovy_deg) / 2) / math.tan(math.radians(ZERO123PP_FOVY_DEG) / 2)
+             * math.sqrt(reference_area / view_area))
+    return float(config.camera_radius * min(max(ratio, 1 / MAX_RADIUS_RATIO), MAX_RADIUS_RATIO))
 
 
 class DiffusionTextureGuidance:

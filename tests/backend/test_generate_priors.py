@@ -70,7 +70,7 @@ def run(pipeline, prompt="a red disc", seed=0, geometry=None, green=40, **option
                                   options={**SHORT, **options}))
     config = inputs.config
     inputs = dataclasses.replace(inputs, config=dataclasses.replace(
-        config, geometry=dataclasses.replace(config.geometry, **NO_PSEUDO_VIEWS, **(geometry or {}))))
+        config, geometry=dataclasses.replace(config.geometry, **{**NO_PSEUDO_VIEWS, **(geometry or {})})))
     pipeline.run(inputs, StageContext(messages.append, threading.Event()))
     return messages
 
@@ -142,3 +142,48 @@ def test_the_text_prior_without_any_text_warns_and_follows_the_image(pipeline, c
     assert calls["text sds"] == 0 and "text sds" not in pipeline.last_report.losses["geometry"]
     assert any("the text prior needs a prompt" in m for m in notes(messages, "geometry"))
     assert any("the text prior needs a prompt" in w for w in pipeline.last_report.warnings)
+
+
+WITH_PSEUDO_VIEWS = {"multiview_weight": 1000.0, "multiview_samples": 2}
+
+
+def test_the_multiview_option_picks_the_generator_of_the_pseudo_views(pipeline, monkeypatch):
+    from backend.models.multiview import Zero123MultiView, Zero123PlusPlus
+
+    made = []
+    for cls in (Zero123PlusPlus, Zero123MultiView):
+        real = cls.generate
+        monkeypatch.setattr(cls, "generate", lambda self, *a, _real=real, _cls=cls, **k: made.append(_cls.__name__)
+                            or _real(self, *a, **k))
+    messages = run(pipeline, seed=8, multiview="zero123pp", geometry=WITH_PSEUDO_VIEWS)
+    assert made == ["Zero123PlusPlus"] and records.MULTIVIEW.name in pipeline.registry.loaded()
+    assert "six views from Zero123++" in notes(messages, "pseudo views")
+    assert len(pipeline.last_report.losses["geometry"]["multiview"]) == 4
+    run(pipeline, seed=8, multiview="zero123", geometry=WITH_PSEUDO_VIEWS)
+    assert made[-1] == "Zero123MultiView" and pipeline.last_report.cache["geometry"] == "miss"
+    run(pipeline, seed=8, multiview="off", geometry=WITH_PSEUDO_VIEWS)
+    assert len(made) == 2 and "multiview" not in pipeline.last_report.losses["geometry"]
+
+
+def test_without_zero123pp_downloaded_the_views_come_from_zero123_and_the_job_says_so(pipeline, monkeypatch):
+    monkeypatch.setattr(pipeline.registry, "present", lambda record: record is not records.MULTIVIEW)
+    messages = run(pipeline, seed=9, multiview="zero123pp", geometry=WITH_PSEUDO_VIEWS)
+    note = [m for m in notes(messages, "pseudo views") if m.startswith("note: Zero123++")]
+    assert note and "--role multiview" in note[0] and "non-commercial" in note[0]
+    report = pipeline.last_report
+    assert report.config["geometry"]["multiview_generator"] == "zero123" and any("Zero123++" in w for w in report.warnings)
+    # The geometry is cached under the generator that ran: asking for Zero123 hits it.
+    run(pipeline, seed=9, multiview="zero123", geometry=WITH_PSEUDO_VIEWS)
+    assert pipeline.last_report.cache["geometry"] == "hit"
+
+
+def test_the_novel_view_option_picks_stable_zero123_everywhere(pipeline, monkeypatch):
+    from backend.models.zero123 import Zero123
+
+    stable = []
+    real = Zero123.sds
+    monkeypatch.setattr(Zero123, "sds", lambda self, *a, **k: stable.append(self.stable) or real(self, *a, **k))
+    run(pipeline, seed=10, novel_view="stable-zero123", texture_steps=1)
+    assert stable == [True] * 4 and records.NOVEL_VIEW_STABLE.name in pipeline.registry.loaded()
+    run(pipeline, seed=10)
+    assert stable[4:] == [False] * 4 and pipeline.last_report.cache["geometry"] == "miss"

@@ -1,9 +1,12 @@
+import json
+import sys
+
 import pytest
 import torch
 
 from backend.geometry.cameras import SIX_VIEW_AZIMUTHS_DEG, SIX_VIEW_ELEVATIONS_DEG
 from backend.models import records
-from backend.models.multiview import Zero123MultiView, split_grid
+from backend.models.multiview import ReferenceAttention, Zero123MultiView, Zero123PlusPlus, split_grid
 
 
 def test_split_grid_is_row_major_over_three_rows_and_two_columns():
@@ -44,8 +47,63 @@ def test_zero123_generates_the_six_views_with_their_poses(tiny_registry):
     assert steps == [1, 2] and views.background == 1.0
 
 
-def test_zero123_plus_plus_is_full_preset_only(tiny_registry):
-    from backend.models.hub import ModelUnavailableError
+@pytest.fixture(scope="module")
+def zero123pp(tiny_registry):
+    return tiny_registry.get(records.MULTIVIEW)
 
-    with pytest.raises(ModelUnavailableError, match="no tiny version"):
-        tiny_registry.get(records.MULTIVIEW)
+
+def test_zero123pp_loads_from_the_repository_layout_without_its_pipeline_code(zero123pp, tiny_registry):
+    folder = tiny_registry.folder(records.MULTIVIEW.spec)
+    for sub in ("unet", "vae", "text_encoder", "tokenizer", "vision_encoder", "feature_extractor_clip",
+                "feature_extractor_vae", "scheduler"):
+        assert (folder / sub).is_dir(), sub
+    assert len(zero123pp.ramping) == 77 and zero123pp.ramping[0] == 0 and zero123pp.ramping[-1] == 1
+    assert not any("zero123plus" in name or "diffusers_modules" in name for name in sys.modules)
+    self_attention = [name for name in zero123pp.unet.attn_processors if name.endswith("attn1.processor")]
+    assert self_attention and all(isinstance(zero123pp.unet.attn_processors[n], ReferenceAttention)
+                                  for n in self_attention)
+
+
+def test_zero123pp_paints_six_tiles_on_grey_with_its_cameras(zero123pp):
+    steps = []
+    image = torch.rand(1, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    views = zero123pp.generate(image, steps=3, tile=64, generator=torch.Generator().manual_seed(1),
+                               on_step=lambda i, n: steps.append((i, n)))
+    assert views.images.shape == (6, 3, 64, 64) and 0 <= views.images.min() and views.images.max() <= 1
+    assert views.fovy_deg == 30.0 and views.background == 0.5 and steps == [(1, 3), (2, 3), (3, 3)]
+    assert views.poses.azimuth_deg.tolist() == list(SIX_VIEW_AZIMUTHS_DEG)
+    assert views.poses.elevation_deg.tolist() == list(SIX_VIEW_ELEVATIONS_DEG)
+    again = zero123pp.generate(image, steps=3, tile=64, generator=torch.Generator().manual_seed(1))
+    other = zero123pp.generate(image.flip(-1), steps=3, tile=64, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(views.images, again.images) and not torch.allclose(views.images, other.images)
+    with pytest.raises(ValueError, match="one RGB image"):
+        zero123pp.generate(torch.rand(2, 3, 64, 64), steps=1, tile=64)
+
+
+def test_the_input_conditions_both_attention_paths(zero123pp, monkeypatch):
+    """Cross-attention: the empty prompt's embedding, plus the CLIP image embedding ramped per token
+    (the unconditional half has the text alone). Self-attention: every step runs the reference pass
+    (write) and then the real pass (read), each self-attention layer once per pass."""
+    image = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    context, latents = zero123pp._conditions(image, torch.Generator().manual_seed(0))
+    assert context.shape[0] == 2 and latents.shape == (2, 4, 40, 40)  # the VAE processor's 320² input
+    torch.testing.assert_close(context[1, 0], context[0, 0])  # ramp 0 on the first token: text only
+    assert not torch.allclose(context[1, -1], context[0, -1])  # ramp 1 on the last: the image added
+    modes = []
+    original = ReferenceAttention.__call__
+
+    def spy(self, attn, hidden_states, encoder_hidden_states=None, *args, **kwargs):
+        modes.append((self.bank.mode, hidden_states.shape[1]))
+        return original(self, attn, hidden_states, encoder_hidden_states, *args, **kwargs)
+
+    monkeypatch.setattr(ReferenceAttention, "__call__", spy)
+    zero123pp.generate(image, steps=2, tile=64, generator=torch.Generator().manual_seed(3))
+    layers = sum(name.endswith("attn1.processor") for name in zero123pp.unet.attn_processors)
+    assert [m for m, _ in modes] == (["write"] * layers + ["read"] * layers) * 2
+    assert zero123pp.bank.mode is None and zero123pp.bank.states == {}
+
+
+def test_a_snapshot_without_ramping_coefficients_is_refused(tmp_path):
+    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    with pytest.raises(ValueError, match="not a Zero123\\+\\+ v1.2 snapshot"):
+        Zero123PlusPlus.from_pretrained(tmp_path)
