@@ -39,6 +39,23 @@ def _zero123_xl(folder: Path) -> None:
     CLIPCameraProjection(embedding_dim=768, additional_embeddings=4).save_pretrained(folder / "clip_camera_projection")
 
 
+def _zero123pp_v12(folder: Path) -> None:
+    """Zero123++ v1.2 is Stable Diffusion 2's UNet (1024-wide cross-attention, linear projections,
+    head dims 5/10/20/20) with OpenCLIP ViT-H's text encoder and a ViT-H/14 image encoder."""
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    UNet2DConditionModel(sample_size=96, in_channels=4, out_channels=4, block_out_channels=(320, 640, 1280, 1280),
+                         layers_per_block=2, cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20),
+                         use_linear_projection=True).save_pretrained(folder / "unet")
+    fs.sd_vae().save_pretrained(folder / "vae")
+    CLIPTextModel(CLIPTextConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=23, num_attention_heads=16,
+                                 max_position_embeddings=77, hidden_act="gelu")).save_pretrained(folder / "text_encoder")
+    CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=16, patch_size=14,
+        image_size=224, projection_dim=1024, hidden_act="gelu")).save_pretrained(folder / "vision_encoder")
+
+
 def _depth_anything_v2_small(folder: Path) -> None:
     model = fs.depth_anything_v2_small("cpu", torch.float32).model
     model.save_pretrained(folder)
@@ -105,6 +122,7 @@ def _blip_base(folder: Path) -> None:
 
 FULL_SIZE: dict[str, Callable[[Path], None]] = {
     "ashawkey/zero123-xl-diffusers": _zero123_xl,
+    "sudo-ai/zero123plus-v1.2": _zero123pp_v12,
     "depth-anything/Depth-Anything-V2-Small-hf": _depth_anything_v2_small,
     "laion/CLIP-ViT-B-32-laion2B-s34B-b79K": _open_clip_vit_b32,
     "CIDAS/clipseg-rd64-refined": _clipseg_rd64_refined,
@@ -115,7 +133,7 @@ FULL_SIZE: dict[str, Callable[[Path], None]] = {
 """Repository → its full-size builder: every model the `standard` preset runs (the captioner for
 an empty prompt). Difix (the `high` preset) is timed per call by `bench models --full-size`."""
 
-STANDARD_RECORDS = (records.NOVEL_VIEW, records.DEPTH, records.CLIP, records.SEGMENTER, records.REFINER,
+STANDARD_RECORDS = (records.NOVEL_VIEW, records.MULTIVIEW, records.DEPTH, records.CLIP, records.SEGMENTER, records.REFINER,
                     records.CAPTIONER)
 
 
