@@ -125,8 +125,7 @@ def save_tiny_blip(folder: Path) -> None:
     """BLIP captioning's architecture (ViT at 384², BERT-style decoder cross-attending to it) with
     tiny random weights, BLIP's processor settings and a small offline WordPiece tokenizer that
     gets BLIP's extra tokens the way BLIP's own code adds them to bert-base-uncased."""
-    from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, \
-        BlipProcessor
+    from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

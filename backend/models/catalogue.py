@@ -74,8 +74,6 @@ class ModelSpec:
     that commit in the lock file (`lock.py`), which loading then uses."""
     optional: bool = False
     """Only used when a setting asks for it; `models download` skips it unless named."""
-    companion: str | None = None
-    """Another repository fetched with this one in full (e.g. the code of a custom pipeline)."""
     summary: str = ""
 
     @property
@@ -89,8 +87,6 @@ class LoadContext:
     entries (downloaded, or built for the tiny preset) and where the weights go."""
     folders: tuple[Path, ...]
     """One per `ModelRecord.weights` entry, in the same order."""
-    companions: tuple[Path | None, ...]
-    """The companion repository's folder of each entry (None without one, or in the tiny preset)."""
     device: torch.device
     dtype: torch.dtype
     tiny: bool

@@ -17,7 +17,6 @@ from .catalogue import ModelSpec
 from .lock import ModelLock, is_commit
 
 DOWNLOAD_COMMAND = "python -m backend models download --preset full"
-COMPANION_REVISION = "main"
 _TRUE = {"1", "true", "yes", "on"}
 log = logging.getLogger(__name__)
 
@@ -92,15 +91,7 @@ def cached_snapshot(spec: ModelSpec, lock: ModelLock | None = None) -> Path | No
     folder = local_snapshot(spec.repo_id, _wanted(spec.repo_id, spec.revision, lock))
     if folder is None or missing_files(spec, folder):
         return None
-    if spec.companion and companion_snapshot(spec, lock) is None:
-        return None
     return folder
-
-
-def companion_snapshot(spec: ModelSpec, lock: ModelLock | None = None) -> Path | None:
-    if spec.companion is None:
-        return None
-    return local_snapshot(spec.companion, _wanted(spec.companion, COMPANION_REVISION, lock))
 
 
 def select_files(spec: ModelSpec, repo_files: list[str]) -> list[str]:
@@ -119,20 +110,15 @@ def select_files(spec: ModelSpec, repo_files: list[str]) -> list[str]:
 
 
 def lock_snapshot(spec: ModelSpec, folder: Path, lock: ModelLock) -> str | None:
-    """Record the commit of the snapshot `folder` (and of the companion's snapshot) in `lock` →
-    the commit, or None when `folder` is not a cache snapshot. A lock file that cannot be written
-    is logged, not raised: the weights are there either way."""
-    pairs = [(spec.repo_id, spec.revision, folder)]
-    companion = companion_snapshot(spec, lock)
-    if spec.companion and companion is not None:
-        pairs.append((spec.companion, COMPANION_REVISION, companion))
-    for repo_id, revision, snapshot in pairs:
-        if is_commit(snapshot.name) and lock.commit(repo_id, revision) != snapshot.name:
-            try:
-                lock.record(repo_id, revision, snapshot.name)
-            except OSError as exc:
-                log.warning("could not record %s@%s in the models lock file %s: %s", repo_id, snapshot.name,
-                            lock.path, exc)
+    """Record the commit of the snapshot `folder` in `lock` → the commit, or None when `folder` is
+    not a cache snapshot. A lock file that cannot be written is logged, not raised: the weights are
+    there either way."""
+    if is_commit(folder.name) and lock.commit(spec.repo_id, spec.revision) != folder.name:
+        try:
+            lock.record(spec.repo_id, spec.revision, folder.name)
+        except OSError as exc:
+            log.warning("could not record %s@%s in the models lock file %s: %s", spec.repo_id, folder.name,
+                        lock.path, exc)
     return folder.name if is_commit(folder.name) else None
 
 
@@ -155,8 +141,6 @@ def download(spec: ModelSpec, lock: ModelLock | None = None, *, update: bool = F
         info = HfApi().model_info(spec.repo_id, revision=revision)
         files = select_files(spec, [s.rfilename for s in info.siblings or ()])
         folder = Path(snapshot_download(spec.repo_id, revision=revision, allow_patterns=files))
-        if spec.companion:
-            snapshot_download(spec.companion, revision=_wanted(spec.companion, COMPANION_REVISION, use))
     except (HfHubHTTPError, OSError) as exc:
         raise ModelUnavailableError(
             f"could not download {spec.repo_id}@{revision} ({spec.role}): {exc}. Check the internet connection, "
@@ -166,8 +150,6 @@ def download(spec: ModelSpec, lock: ModelLock | None = None, *, update: bool = F
     if missing:
         raise ModelUnavailableError(f"download of {spec.repo_id} is incomplete: missing {', '.join(missing)}")
     if lock is not None:
-        if update and spec.companion:  # lock the companion's new commit too, not the old one
-            lock.entries.pop(spec.companion, None)
         lock_snapshot(spec, folder, lock)
     return folder
 

@@ -1,7 +1,6 @@
 """The lock file: which commit each model repository's requested revision resolved to.
 
-`models download` writes the commit it fetched for every repository (models and companion code
-repositories) into a JSON file; loading in the `full` preset and `models verify` use that exact
+`models download` writes the commit it fetched for every model repository into a JSON file; loading in the `full` preset and `models verify` use that exact
 commit, so two machines sharing the file run the same weights even after a repository's `main`
 moves on. Tiny models are not locked (they are built locally).
 

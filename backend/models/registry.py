@@ -17,7 +17,7 @@ from typing import TypeVar, cast
 import torch
 
 from .catalogue import FullOnly, LoadContext, ModelRecord, ModelSpec
-from .hub import DOWNLOAD_COMMAND, ModelUnavailableError, cached_snapshot, companion_snapshot, offline, \
+from .hub import DOWNLOAD_COMMAND, ModelUnavailableError, cached_snapshot, offline, \
     quiet_hub_libraries, require_snapshot
 from .lock import ModelLock
 from .records import CATALOGUE
@@ -145,8 +145,7 @@ class ModelRegistry:
 
     def _context(self, record: ModelRecord) -> LoadContext:
         folders = tuple(self.folder(s) for s in record.weights)
-        companions = tuple(None if self.is_tiny else companion_snapshot(s, self.lock) for s in record.weights)
-        return LoadContext(folders, companions, self.device, self.dtype, self.is_tiny)
+        return LoadContext(folders, self.device, self.dtype, self.is_tiny)
 
     def present(self, record: ModelRecord) -> bool:
         """Whether `record` can load without a download: in the tiny preset, when it has a tiny
