@@ -6,9 +6,10 @@ kind: it runs the stages in order, talks through the stage context, and reuses c
 
 Prompt iteration is cheap because every expensive result is cached by content hash:
 preprocess by (image bytes, prompt when it drives the segmentation, settings); the caption by the
-cut-out; geometry by (the cut-out, settings, seed, model preset); mesh by (geometry key,
-settings). Changing only the prompt re-runs segmentation (when it is on) and the texture stage;
-if the new mask is the same, geometry and mesh come from the cache. Each stage module owns its
+cut-out and the captioner; geometry by (the cut-out, settings, seed, model preset, and the prompt
+when the text prior is on); mesh by (geometry key, settings). Changing only the prompt re-runs
+segmentation (when it is on) and the texture stage; if the new mask is the same and the text prior
+is off, geometry and mesh come from the cache. Each stage module owns its
 cache payload (`cache_payload` / `from_cache`); this module only chooses keys.
 """
 

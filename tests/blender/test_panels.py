@@ -109,7 +109,9 @@ def test_every_option_walks_from_the_panel_property_to_the_pipeline_config(addon
     has_backend = importlib.util.find_spec("torch") is not None
     for prop in panel_properties(RequestKind.GENERATE):
         spec = prop.option
-        value = (not spec.default if spec.kind == "bool" else spec.values[0] if spec.kind == "choice"
+        # A value other than the default: the panel sends only what differs from it.
+        value = (not spec.default if spec.kind == "bool"
+                 else next(v for v in spec.values if v != spec.default) if spec.kind == "choice"
                  else int(spec.minimum) if spec.kind == "int" else float(spec.maximum))
         setattr(settings, prop.attr, enum_id(value) if spec.kind == "choice" else value)
         if prop.toggle:
