@@ -15,7 +15,8 @@
   empty prompt's text embedding (cross-attention), and its VAE latent, noised to the step's
   level, runs through the same UNet first, whose self-attention inputs are then appended to the
   keys and values of every self-attention layer of the real pass ("reference-only" attention).
-  Classifier-free guidance drops both (text embedding alone, the latent of a black image). Latents
+  Classifier-free guidance drops both (text embedding alone, the latent of an all-zero input,
+  mid-grey after the processor's normalisation, as upstream does). Latents
   live in the model's shifted space (z − 0.22)·0.75, and the decoded image is scaled by 1.6 back.
   It paints the object on grey (0.5) at a normalised size, whatever the input's framing.
 """
@@ -44,6 +45,9 @@ class MultiViewImages:
     poses: OrbitPose  # absolute orbit poses of the six views (input view at azimuth 0)
     fovy_deg: float  # the field of view the generator renders with
     background: float  # grey level of the generated background
+    own_framing: bool = False
+    """The generator frames the object its own way (Zero123++: a normalised size at its own fov), so
+    the cameras' distance must be measured from the views (`stages/guidance.zero123pp_radius`)."""
 
 
 def split_grid(grid: Tensor, rows: int = ZERO123PP_GRID[0], cols: int = ZERO123PP_GRID[1]) -> Tensor:
@@ -200,13 +204,16 @@ class Zero123PlusPlus:
                  generator: torch.Generator | None = None, on_step: StepCallback | None = None,
                  tile: int = ZERO123PP_TILE) -> MultiViewImages:
         """image [1, 3, H, W] in [0, 1], the object on grey (`INPUT_BACKGROUND`) → the six views
-        [6, 3, tile, tile] on grey. `tile` is the model's 320 (smaller only for tests on the CPU)."""
+        [6, 3, tile, tile] on grey. `tile` is the model's 320 (smaller only for tests on the CPU).
+        `guidance_scale` must exceed 1: the conditioning runs as a CFG pair, as upstream's does."""
         from diffusers.utils.torch_utils import randn_tensor
 
         if image.ndim != 4 or image.shape[:2] != (1, 3):
             raise ValueError(f"Zero123++ takes one RGB image [1, 3, H, W], got {tuple(image.shape)}")
         if tile % 8:
             raise ValueError(f"the tile side must be a multiple of 8, got {tile}")
+        if guidance_scale <= 1:
+            raise ValueError(f"guidance_scale must exceed 1 (classifier-free guidance), got {guidance_scale}")
         rows, cols = ZERO123PP_GRID
         scheduler = self._scheduler()
         scheduler.set_timesteps(steps, device=self.device)
@@ -222,7 +229,8 @@ class Zero123PlusPlus:
         latents = latents / LATENT_SCALE + LATENT_SHIFT
         decoded = self.vae.decode(latents / self.vae.config.scaling_factor).sample * IMAGE_SCALE
         grid = (decoded[0].float() / 2 + 0.5).clamp(0, 1)
-        return MultiViewImages(split_grid(grid), six_view_poses(), ZERO123PP_FOVY_DEG, background=ZERO123PP_BACKGROUND)
+        return MultiViewImages(split_grid(grid), six_view_poses(), ZERO123PP_FOVY_DEG, background=ZERO123PP_BACKGROUND,
+                               own_framing=True)
 
 
 def _to_pil(image: Tensor):

@@ -44,7 +44,9 @@ def score_distillation(latents: Tensor, timesteps: Tensor, alphas_cumprod: Tenso
         # DDPM forward noising, the same for every scheduler of these models (ε-prediction).
         noisy = alphas.sqrt().to(latents.dtype) * latents + (1 - alphas).sqrt().to(latents.dtype) * noise
         predicted = predict_noise(noisy, timesteps)
-        grad = torch.nan_to_num((1 - alphas) * (predicted.float() - noise.float()))
+        # A non-finite prediction (half-precision overflow) contributes nothing rather than ±3e38.
+        grad = torch.nan_to_num((1 - alphas) * (predicted.float() - noise.float()), nan=0.0, posinf=0.0,
+                                neginf=0.0)
     target = (latents.float() - grad).detach()
     return 0.5 * F.mse_loss(latents.float(), target, reduction="sum")
 

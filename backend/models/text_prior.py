@@ -47,6 +47,10 @@ class TextPrior:
     def __init__(self, unet, vae, text_encoder, tokenizer, scheduler):
         self.unet, self.vae, self.text_encoder, self.tokenizer = unet, vae, text_encoder, tokenizer
         self.device, self.dtype = unet.device, unet.dtype
+        # Frozen: SDS differentiates through the VAE encoder to the render only (the refiner's
+        # multi-step calls run without gradients, so sharing these modules costs them nothing).
+        for module in (unet, vae, text_encoder):
+            module.requires_grad_(False)
         self.alphas_cumprod = scheduler.alphas_cumprod.to(self.device)
         self.num_train_timesteps = scheduler.config.num_train_timesteps
 
@@ -61,13 +65,15 @@ class TextPrior:
                                 truncation=True, return_tensors="pt").input_ids.to(self.device)
         return self.text_encoder(tokens)[0].to(self.dtype)
 
-    def encode_images(self, images: Tensor) -> Tensor:  # [B,3,H,W] in [0,1] → scaled latents [B,4,64,64]
+    def encode_images(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """[B, 3, H, W] in [0, 1] → scaled latents [B, 4, 64, 64], a posterior sample drawn with
+        `generator` (seeded jobs give seeded geometry)."""
         if images.ndim != 4 or images.shape[1] != 3 or not images.is_floating_point():
             raise ValueError(f"images must be float [B, 3, H, W] in [0, 1], got {images.dtype} {tuple(images.shape)}")
         images = F.interpolate(images.to(self.device, torch.float32), (IMAGE_SIZE, IMAGE_SIZE), mode="bilinear",
                                align_corners=False, antialias=images.shape[-1] > IMAGE_SIZE)
         posterior = self.vae.encode((images * 2 - 1).to(self.dtype)).latent_dist
-        return posterior.sample() * self.vae.config.scaling_factor
+        return posterior.sample(generator) * self.vae.config.scaling_factor
 
     def sds(self, images: Tensor, text: Tensor, unconditional: Tensor, *, guidance_scale: float = 100.0,
             t_range: tuple[float, float] = (0.02, 0.98), step_ratio: float | None = None,
@@ -77,7 +83,7 @@ class TextPrior:
         (the empty prompt) for classifier-free guidance."""
         if text.shape[0] != images.shape[0]:
             raise ValueError(f"{images.shape[0]} images but {text.shape[0]} text embeddings")
-        latents = self.encode_images(images)
+        latents = self.encode_images(images, generator)
         t = sds_timesteps(self.num_train_timesteps, len(latents), t_range=t_range, step_ratio=step_ratio,
                           generator=generator, device=self.device)
         context = torch.cat([text, unconditional.expand_as(text)]).to(self.dtype)
@@ -85,7 +91,8 @@ class TextPrior:
         def predict(noisy: Tensor, steps: Tensor) -> Tensor:
             noise = self.unet(torch.cat([noisy] * 2).to(self.dtype), torch.cat([steps] * 2),
                               encoder_hidden_states=context).sample
-            conditional, unconditional_noise = noise.chunk(2)
+            # In float32: at CFG 100 a half-precision difference would overflow.
+            conditional, unconditional_noise = noise.float().chunk(2)
             return unconditional_noise + guidance_scale * (conditional - unconditional_noise)
 
         return SDSResult(score_distillation(latents, t, self.alphas_cumprod, predict, generator), t)

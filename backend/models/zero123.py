@@ -117,9 +117,10 @@ class Zero123:
                                align_corners=False, antialias=images.shape[-1] > IMAGE_SIZE)
         return (images * 2 - 1).to(self.dtype)
 
-    def encode_images(self, images: Tensor) -> Tensor:  # [B,3,H,W] → scaled latents [B,4,h,w]; differentiable
+    def encode_images(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """[B,3,H,W] → scaled latents [B,4,h,w], a posterior sample drawn with `generator`; differentiable."""
         posterior = self.vae.encode(self._to_model(images)).latent_dist
-        return posterior.sample() * self.vae.config.scaling_factor
+        return posterior.sample(generator) * self.vae.config.scaling_factor
 
     def decode_latents(self, latents: Tensor) -> Tensor:  # [B,4,h,w] → [B,3,256,256] in [0,1], float32
         images = self.vae.decode(latents.to(self.dtype) / self.vae.config.scaling_factor).sample
@@ -157,7 +158,7 @@ class Zero123:
                       guidance_scale: float) -> Tensor:
         model_in = torch.cat([torch.cat([latents] * 2).to(self.dtype), concat], dim=1)
         noise = self.unet(model_in, torch.cat([timesteps] * 2), encoder_hidden_states=context).sample
-        conditional, unconditional = noise.chunk(2)
+        conditional, unconditional = noise.float().chunk(2)
         return unconditional + guidance_scale * (conditional - unconditional)
 
     # --- score distillation ---------------------------------------------------------------------
@@ -176,7 +177,7 @@ class Zero123:
         w(t) = 1 − ᾱ_t."""
         if len(relative.azimuth_deg) != images.shape[0]:
             raise ValueError(f"{images.shape[0]} images but {len(relative.azimuth_deg)} poses")
-        latents = self.encode_images(images)
+        latents = self.encode_images(images, generator)
         t = self.sds_timesteps(len(latents), t_range=t_range, step_ratio=step_ratio, generator=generator)
         context, concat = self._conditions(reference, relative)
         loss = score_distillation(latents, t, self.alphas_cumprod,

@@ -147,7 +147,9 @@ class _GenerateJob:
         ctx.check_cancelled()
         # The prompt matters to preprocessing only when it drives the segmentation.
         prompt_matters = not image.has_alpha and config.preprocess.segmentation
-        key = content_key("preprocess", PIPELINE_VERSION, self.inputs.image, config.preprocess,
+        # The captioning settings do not change the cut-out: a captioner switch reuses it.
+        cut_out_settings = dataclasses.replace(config.preprocess, caption_empty_prompt=True, captioner="blip")
+        key = content_key("preprocess", PIPELINE_VERSION, self.inputs.image, cut_out_settings,
                           self.inputs.prompt if prompt_matters else None, self.registry.preset)
         entry = self.cache.get("preprocess", key)
         if entry is not None:
@@ -199,6 +201,10 @@ class _GenerateJob:
         record = records.CAPTIONER_BLIP2 if captioner == "blip2" else records.CAPTIONER
         fallback = False
         try:
+            if record is records.CAPTIONER_BLIP2 and not self.registry.present(record):
+                # Not downloaded: no 15 GB download in the middle of a job.
+                raise ModelUnavailableError(f"it is not downloaded; `{DOWNLOAD_COMMAND} --role captioner_blip2` "
+                                            f"gets it")
             model = self.registry.get(record)
         except ModelUnavailableError as error:
             if record is records.CAPTIONER:

@@ -100,7 +100,8 @@ class GeometryConfig:
     prompt shapes the geometry and is part of its cache key; off, a prompt-only change re-runs only
     what depends on the prompt (segmentation, texture)."""
     text_sds_weight: float = 0.025
-    """The text prior's weight against `sds_weight` (Magic123 weighs its 2D prior 1 to the 3D prior's 40)."""
+    """The text prior's weight (the Zero123 term's is `sds_weight`, 1: Magic123 weighs its 2D prior 1 to
+    the 3D prior's 40)."""
     text_guidance_scale: float = 100.0
     """Classifier-free guidance of the text prior (DreamFusion's and Magic123's 100 for SD's SDS)."""
     view_dependent_prompt: bool = True

@@ -3,6 +3,7 @@ Make-It-3D's text prior and CLIP loss at the novel view; stage 2's refinement ta
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
@@ -18,6 +19,8 @@ from .config import GeometryConfig, TextureConfig
 from .geometry import PseudoViews
 from .losses import clip_consistency_loss, foreground_mask
 from .preprocess import PreparedInput
+
+log = logging.getLogger(__name__)
 
 
 class Zero123Guidance:
@@ -100,7 +103,7 @@ def pseudo_targets(views: MultiViewImages, reference_mask: Tensor, config: Geome
     masks = foreground_mask(images, views.background).float()
     images = images * masks[:, None] + (1 - masks[:, None]) if views.background != 1.0 else images
     poses = views.poses
-    if views.fovy_deg != config.fovy_deg:  # a generator with its own framing (Zero123++)
+    if views.own_framing:  # Zero123++: its own normalised object size at its own fov
         radius = zero123pp_radius(reference_mask, masks, config)
         poses = OrbitPose(poses.elevation_deg, poses.azimuth_deg, torch.full_like(poses.radius, radius))
     else:
@@ -127,6 +130,9 @@ def zero123pp_radius(reference_mask: Tensor, view_masks: Tensor, config: Geometr
         return float(config.camera_radius)
     ratio = (math.tan(math.radians(config.fovy_deg) / 2) / math.tan(math.radians(ZERO123PP_FOVY_DEG) / 2)
              * math.sqrt(reference_area / view_area))
+    if not 1 / MAX_RADIUS_RATIO <= ratio <= MAX_RADIUS_RATIO:
+        # Masks this far apart mean the keyed-out grey failed (a grey object, a drifting background).
+        log.warning("Zero123++ camera distance estimated at %.2f× the reference's, outside 1/4..4: clamped", ratio)
     return float(config.camera_radius * min(max(ratio, 1 / MAX_RADIUS_RATIO), MAX_RADIUS_RATIO))
 
 

@@ -68,7 +68,7 @@ def test_text_sds_gradient_is_the_guided_noise_residual(prior):
     size = IMAGE_SIZE // 8
     latents = torch.randn(1, 4, size, size, generator=torch.Generator().manual_seed(4)).requires_grad_(True)
     encode = prior.encode_images
-    prior.encode_images = lambda images: latents
+    prior.encode_images = lambda images, generator=None: latents
     try:
         text = prompts.for_poses(poses((0.0, 90.0)))
         result = prior.sds(torch.rand(1, 3, 64, 64), text, prompts.unconditional, guidance_scale=100.0,
@@ -90,7 +90,7 @@ def test_text_sds_gradient_is_the_guided_noise_residual(prior):
     # The prompt reaches the gradient: another prompt pushes the latents elsewhere.
     latents.grad = None
     other = DirectionalPrompts(prior, "a blue car", view_dependent=False)
-    prior.encode_images = lambda images: latents
+    prior.encode_images = lambda images, generator=None: latents
     try:
         prior.sds(torch.rand(1, 3, 64, 64), other.for_poses(poses((0.0, 90.0))), other.unconditional,
                   guidance_scale=100.0, step_ratio=0.25, generator=torch.Generator().manual_seed(5)).loss.backward()

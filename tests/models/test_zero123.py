@@ -69,7 +69,7 @@ def test_sds_loss_gradient_is_weighted_noise_residual(zero123, reference):
     """∂loss/∂latents must be w(t)(ε̂ − ε): check by differentiating w.r.t. the latents."""
     latents = torch.randn(1, 4, 32, 32, generator=torch.Generator().manual_seed(4)).requires_grad_(True)
     zero123_encode = zero123.encode_images
-    zero123.encode_images = lambda images: latents
+    zero123.encode_images = lambda images, generator=None: latents
     try:
         result = zero123.sds(torch.rand(1, 3, 64, 64), reference, poses((0.0, 90.0)), step_ratio=0.25,
                              generator=torch.Generator().manual_seed(5))

@@ -78,7 +78,7 @@ def test_the_distance_estimate_places_zero123pp_cameras(truth, reference):
 
 def test_gaussians_fitted_to_zero123pp_framed_views_match_our_own_six_views(truth, reference):
     views = MultiViewImages(split_grid(_zero123pp_grid(truth)), cm.six_view_poses(), ZERO123PP_FOVY_DEG,
-                            ZERO123PP_BACKGROUND)
+                            ZERO123PP_BACKGROUND, own_framing=True)
     pseudo = pseudo_targets(views, reference.mask, CONFIG)
     assert pseudo.fovy_deg == ZERO123PP_FOVY_DEG and pseudo.depth is None
     assert pseudo.poses.radius[0].item() == pytest.approx(ZERO123PP_DISTANCE, rel=0.05)
