@@ -25,7 +25,7 @@ from typing import Any
 from .photos import disc_photo
 
 PROMPT = "a red disc"
-STAGE1_VARIANTS: dict[str, dict[str, Any]] = {
+STAGE1_VARIANTS: dict[str, dict[str, Any]] = {  # GeometryConfig fields (text_prior is the option's field)
     "stage 1, no optional term": {},
     "+ text prior (SD 1.5 SDS)": {"text_prior": True},
     "+ CLIP loss to the reference": {"clip_weight": 1.0},
@@ -73,16 +73,15 @@ def measure(*, models: str, geometry_steps: int, texture_steps: int, rounds: int
     with tempfile.TemporaryDirectory(prefix="lift3d-bench-terms-") as tmp:
         pipeline = GenerationPipeline(registry, ResultCache(Path(tmp) / "cache"))
         # Warm-up: every model the variants use is loaded before any timing.
-        _job(pipeline, seed=10_000, options={"geometry_steps": 2, "texture_steps": 1, "text_prior": True},
-             geometry={"multiview_weight": 0.0, "clip_weight": 1.0}, texture={"cross_view_weight": 0.05})
+        _job(pipeline, seed=10_000, options={"geometry_steps": 2, "texture_steps": 1},
+             geometry={"multiview_weight": 0.0, "text_prior": True, "clip_weight": 1.0},
+             texture={"cross_view_weight": 0.05})
         seed = iter(range(1, 1_000_000))
 
         def stage1(index: int, settings: dict[str, Any]) -> float:
-            options = {"geometry_steps": geometry_steps, "texture_steps": 0, "text_prior": False}
-            geometry = {"multiview_weight": 0.0}
-            for name, value in settings.items():
-                (options if name == "text_prior" else geometry)[name] = value
-            _, timings = _job(pipeline, seed=next(seed), options=options, geometry=geometry)  # a new seed: a miss
+            _, timings = _job(pipeline, seed=next(seed),  # a new seed: a cache miss
+                              options={"geometry_steps": geometry_steps, "texture_steps": 0},
+                              geometry={"multiview_weight": 0.0, "text_prior": False, **settings})
             return timings["geometry"] / geometry_steps
 
         def stage2(index: int, settings: dict[str, Any]) -> float:

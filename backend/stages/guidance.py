@@ -91,7 +91,8 @@ def pseudo_views(registry, reference: ReferenceEmbedding, prepared: PreparedInpu
         views = Zero123MultiView(registry.get(novel_view)).generate(
             reference, radius=config.camera_radius, steps=config.multiview_samples,
             guidance_scale=config.guidance_scale, generator=generator, on_step=on_step)
-    return pseudo_targets(views, torch.from_numpy(prepared.mask), config, depth=registry.get(records.DEPTH) if config.depth_weight > 0 else None)
+    depth = registry.get(records.DEPTH) if config.depth_weight > 0 else None
+    return pseudo_targets(views, torch.from_numpy(prepared.mask), config, depth=depth)
 
 
 def pseudo_targets(views: MultiViewImages, reference_mask: Tensor, config: GeometryConfig, *,
@@ -102,12 +103,10 @@ def pseudo_targets(views: MultiViewImages, reference_mask: Tensor, config: Geome
     images = views.images.float().cpu()
     masks = foreground_mask(images, views.background).float()
     images = images * masks[:, None] + (1 - masks[:, None]) if views.background != 1.0 else images
-    poses = views.poses
-    if views.own_framing:  # Zero123++: its own normalised object size at its own fov
-        radius = zero123pp_radius(reference_mask, masks, config)
-        poses = OrbitPose(poses.elevation_deg, poses.azimuth_deg, torch.full_like(poses.radius, radius))
-    else:
-        poses = OrbitPose(poses.elevation_deg, poses.azimuth_deg, torch.full_like(poses.radius, config.camera_radius))
+    # Zero123++ frames the object at its own normalised size: its distance is measured.
+    radius = zero123pp_radius(reference_mask, masks, config) if views.own_framing else config.camera_radius
+    poses = OrbitPose(views.poses.elevation_deg, views.poses.azimuth_deg,
+                      torch.full_like(views.poses.radius, radius))
     inverse_depth = depth.predict(images).cpu() * masks if depth is not None else None
     return PseudoViews(images, masks, inverse_depth, poses, views.fovy_deg)
 
