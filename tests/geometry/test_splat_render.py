@@ -153,3 +153,18 @@ def test_depth_targets_pull_the_fit_toward_the_true_depth():
         return sum(float(pearson_depth_loss(rendered[c], inverse[c], masks[c] > 0.5)) for c in range(len(cams)))
 
     assert depth_error(0.5) < 0.8 * depth_error(0.0)
+
+
+@pytest.mark.parametrize("depth", [0.0, 1e-30, -0.5])
+def test_a_gaussian_in_the_camera_plane_or_behind_it_gets_finite_gradients(depth):
+    """Culled Gaussians still sit in the dense projection tensors; one exactly in the camera's plane
+    used to turn the backward pass into NaN (0 · inf) and, through Adam, its parameters too."""
+    camera = cm.Cameras(torch.eye(4)[None], cm.intrinsics_from_fov(60.0, 32, 32)[None], 32, 32)
+    means = torch.tensor([[0.0, 0.0, 2.0], [0.3, 0.1, depth]])
+    g = gs.from_points(means, torch.full((2, 3), 0.5), scales=torch.full((2,), 0.05), opacity=0.9)
+    render = render_splats(g, camera, backgrounds=torch.zeros(3), backend="torch")
+    (render.rgb.sum() + render.depth.sum()).backward()
+    for name, param in g.params.items():
+        assert torch.isfinite(param.grad).all(), name
+    assert render.meta["radii"][0, 1].eq(0).all() and render.meta["radii"][0, 0].gt(0).all()
+    assert g.params["means"].grad[0].abs().sum() > 0  # the visible one still learns

@@ -51,7 +51,13 @@ def project(means: Tensor, quats: Tensor, scales: Tensor, viewmats: Tensor, Ks: 
     means_c = torch.einsum("cij,nj->cni", R, means) + t[:, None, :]  # [C, N, 3]
     covars_c = torch.einsum("cij,njk,clk->cnil", R, covariances(quats, scales), R)  # R Σ Rᵀ
 
-    x, y, z = means_c.unbind(-1)
+    x, y, z_raw = means_c.unbind(-1)
+    # Gaussians at or behind the near plane are culled below, but their terms still sit in the dense
+    # [C, N] tensors: at z = 0 the Jacobian is infinite and the backward pass multiplies their zero
+    # gradient by it (0 · inf = NaN), which Adam then writes into the parameters. They are evaluated
+    # at a harmless depth instead (gsplat's kernel skips them altogether).
+    in_front = z_raw > near
+    z = torch.where(in_front, z_raw, torch.ones_like(z_raw))
     fx, fy = Ks[:, 0, 0, None], Ks[:, 1, 1, None]
     cx, cy = Ks[:, 0, 2, None], Ks[:, 1, 2, None]
     # Clamp the Jacobian's evaluation point to 1.3× the frustum, as gsplat does, so Gaussians far
@@ -72,11 +78,11 @@ def project(means: Tensor, quats: Tensor, scales: Tensor, viewmats: Tensor, Ks: 
 
     with torch.no_grad():
         radius = torch.stack([torch.ceil(3.33 * a.clamp_min(0).sqrt()), torch.ceil(3.33 * c.clamp_min(0).sqrt())], -1)
-        valid = (det > 0) & (z > near) & (z < far)
+        valid = (det > 0) & in_front & (z < far)
         inside = ((means2d[..., 0] + radius[..., 0] > 0) & (means2d[..., 0] - radius[..., 0] < width)
                   & (means2d[..., 1] + radius[..., 1] > 0) & (means2d[..., 1] - radius[..., 1] < height))
         radii = torch.where((valid & inside)[..., None], radius, torch.zeros_like(radius)).int()
-    return Projected(means2d, conics, z, radii)
+    return Projected(means2d, conics, z_raw, radii)
 
 
 def eval_sh(degree: int, sh: Tensor, dirs: Tensor) -> Tensor:
