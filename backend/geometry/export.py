@@ -1,4 +1,4 @@
-"""Exports: a textured GLB file, and plain arrays for the protocol's `mesh` message.
+"""Exports: a textured GLB file, a vertex-coloured one (scenes), and plain arrays for the protocol's `mesh` message.
 
 Conventions in: Blender's world (+Z up), UVs with the origin at the bottom-left, texture row 0 =
 the top of the image. glTF is +Y up with the UV origin at the top-left, so on the way out the
@@ -76,6 +76,22 @@ def export_glb(path: str | Path, vertices: np.ndarray, faces: np.ndarray, uvs: n
         vertex_normals=None if normals is None else normals.astype(np.float64) @ _Z_UP_TO_Y_UP.T,
         visual=trimesh.visual.TextureVisuals(uv=uvs.astype(np.float64), material=material))
     data = mesh.export(file_type="glb", include_normals=normals is not None)
+    path = Path(path)
+    _write_atomically(path, data)
+    return path
+
+
+def export_vertex_colour_glb(path: str | Path, vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray) -> Path:
+    """Write a GLB of a vertex-coloured mesh (the text → scene result): vertices [V,3] (+Z up),
+    faces [F,3], sRGB colours uint8 [V,3] as COLOR_0 under an unlit-looking rough material."""
+    vertices, faces, colors = np.asarray(vertices), np.asarray(faces), np.asarray(colors)
+    _check_arrays(vertices, faces, None, None, None)
+    if colors.shape != (len(vertices), 3) or colors.dtype != np.uint8:
+        raise ValueError(f"colors must be uint8 [V, 3] = [{len(vertices)}, 3], got {colors.dtype} {colors.shape}")
+    rgba = np.concatenate([colors, np.full((len(colors), 1), 255, np.uint8)], axis=1)
+    mesh = trimesh.Trimesh(vertices.astype(np.float64) @ _Z_UP_TO_Y_UP.T, faces.astype(np.int64), process=False,
+                           vertex_colors=rgba)
+    data = mesh.export(file_type="glb", include_normals=False)
     path = Path(path)
     _write_atomically(path, data)
     return path
