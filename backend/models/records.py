@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .depth import DepthEstimator
     from .multiview import Zero123PlusPlus
     from .difix import DifixFixer
+    from .inpainting import SceneInpainter
     from .refiners import PromptRefiner, TurboFixer
     from .segmentation import TextSegmenter
     from .zero123 import Zero123
@@ -180,12 +181,29 @@ CONTROLNET_DEPTH: ModelRecord[DepthControlNet] = ModelRecord("controlnet_depth",
 ), _controlnet_depth)
 
 
+def _inpainter(ctx: LoadContext) -> SceneInpainter:
+    from .inpainting import SceneInpainter
+
+    return SceneInpainter.from_pretrained(ctx.folder, **ctx.placement())
+
+
+INPAINTER: ModelRecord[SceneInpainter] = ModelRecord("inpainter", (ModelSpec(
+    role="inpainter", repo_id="stable-diffusion-v1-5/stable-diffusion-inpainting",
+    licence="CreativeML OpenRAIL-M", commercial=True, size_mb=2100, vram_mb=2600,
+    configs=SD_CONFIGS, weights=_SD_WEIGHTS, tiny=TinyBuilder("inpainting:save_tiny_sd_inpainting"),
+    optional=True,
+    summary="Stable Diffusion 1.5 inpainting: fills what each new keyframe of a text → scene job does not show "
+            "yet (Scene mode)"),
+), _inpainter)
+
+
 _DIFIX_LICENCE = ("NVIDIA License (non-commercial: research or evaluation only), on SD-Turbo's weights "
                   "(Stability AI Community License)")
 
 
 def _difix(ctx: LoadContext) -> DifixFixer:
     from .difix import DifixFixer
+    from .inpainting import SceneInpainter
 
     return DifixFixer.from_pretrained(ctx.folder, reference=False, **ctx.placement())
 
@@ -200,6 +218,7 @@ DIFIX: ModelRecord[DifixFixer] = ModelRecord("difix", (ModelSpec(
 
 def _difix_ref(ctx: LoadContext) -> DifixFixer:
     from .difix import DifixFixer
+    from .inpainting import SceneInpainter
 
     return DifixFixer.from_pretrained(ctx.folder, reference=True, **ctx.placement())
 
@@ -238,7 +257,8 @@ CAPTIONER_BLIP2: ModelRecord[Captioner] = ModelRecord("captioner_blip2", (ModelS
 
 
 RECORDS: tuple[ModelRecord, ...] = (NOVEL_VIEW, NOVEL_VIEW_STABLE, MULTIVIEW, DEPTH, CLIP, SEGMENTER, REFINER,
-                                    CONTROLNET_DEPTH, DIFIX, DIFIX_REF, SD_TURBO, CAPTIONER, CAPTIONER_BLIP2)
+                                    CONTROLNET_DEPTH, INPAINTER, DIFIX, DIFIX_REF, SD_TURBO, CAPTIONER,
+                                    CAPTIONER_BLIP2)
 """Every record, in the order `models list` shows them."""
 
 CATALOGUE: dict[str, ModelSpec] = {s.role: s for record in RECORDS for s in record.weights}

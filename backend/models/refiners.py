@@ -147,21 +147,25 @@ def save_tiny_sd_turbo(folder: Path) -> None:
     _save_tiny_stable_diffusion(folder, EulerDiscreteScheduler(timestep_spacing="trailing", **schedule))
 
 
-def _save_tiny_stable_diffusion(folder: Path, scheduler) -> None:
+def _save_tiny_stable_diffusion(folder: Path, scheduler, *, unet_in_channels: int = 4, pipeline=None) -> None:
     """Stable Diffusion's architecture (UNet, VAE, CLIP text encoder and tokenizer) with tiny
-    random weights, saved as the real repositories lay it out (fp16 weight files)."""
+    random weights, saved as the real repositories lay it out (fp16 weight files); `pipeline` is
+    the class whose `model_index.json` is written (img2img unless given)."""
     from diffusers import StableDiffusionImg2ImgPipeline
     from transformers import CLIPTextConfig, CLIPTextModel
 
     from .tiny_configs import tiny_unet, tiny_vae
     from .tiny_tokenizers import CLIP_VOCAB_SIZE, clip_tokenizer
 
+    pipeline = pipeline or StableDiffusionImg2ImgPipeline
+
     torch.manual_seed(0)
     width = 32  # text width = cross-attention width (768 in SD 1.5, 1024 in SD-Turbo)
     text = CLIPTextModel(CLIPTextConfig(vocab_size=CLIP_VOCAB_SIZE, hidden_size=width, intermediate_size=37,
                                         num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77))
-    pipe = StableDiffusionImg2ImgPipeline(
-        vae=tiny_vae(), text_encoder=text, tokenizer=clip_tokenizer(), unet=tiny_unet(in_channels=4, cross_attention_dim=width),
+    pipe = pipeline(
+        vae=tiny_vae(), text_encoder=text, tokenizer=clip_tokenizer(),
+        unet=tiny_unet(in_channels=unet_in_channels, cross_attention_dim=width),
         scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     for module in (pipe.unet, pipe.vae, pipe.text_encoder):
         module.half()  # the real repositories' fp16 files hold half-precision weights
