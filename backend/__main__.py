@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
 
     texture = sub.add_parser("texture", help="paint a texture onto a mesh from a prompt, in this process (no server)")
     _add_texture_arguments(texture)
+    scene = sub.add_parser("scene", help="grow a 3D scene from a prompt along a camera path, in this process "
+                                         "(no server)")
+    _add_scene_arguments(scene)
 
     models = sub.add_parser("models", help="list, download and verify the pretrained models")
     _add_models_arguments(models)
@@ -73,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     handlers = {"serve": _serve, "ping": _ping, "run": _run, "keys": _keys, "models": _models,
-                "generate": _generate, "texture": _texture}
+                "generate": _generate, "texture": _texture,
+                "scene": _scene}
     return handlers[args.command](args)
 
 
@@ -103,6 +107,18 @@ def _add_texture_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _texture(args: argparse.Namespace) -> int:
     from .cli.texture import main
+
+    return main(args)
+
+
+def _add_scene_arguments(parser: argparse.ArgumentParser) -> None:
+    from .cli.scene import add_arguments
+
+    add_arguments(parser)
+
+
+def _scene(args: argparse.Namespace) -> int:
+    from .cli.scene import main
 
     return main(args)
 

@@ -29,6 +29,8 @@ from .messages import (
     Preview,
     Progress,
     REQUEST_TYPES,
+    Scene,
+    SceneResult,
     Texture,
     TexturePreview,
     Welcome,
@@ -43,7 +45,8 @@ __all__ = [
     "DEFAULT_ADDRESS", "DEFAULT_HOST", "DEFAULT_PORT", "FAILURE_CODES", "MAX_ENHANCE_SIDE", "MESSAGE_TYPES",
     "PROTOCOL_VERSION", "REQUEST_TYPES", "Accepted", "Cancel", "Cancelled", "Enhance", "EnhancedImage",
     "Envelope", "Failed", "Generate", "Heartbeat", "Hello", "Mesh", "MeshMetadata", "Message",
-    "OptionError", "PaintedTexture", "Preview", "Progress", "ProtocolError", "ProtocolVersion", "RequestKind", "Stage",
+    "OptionError", "PaintedTexture", "Preview", "Progress", "ProtocolError", "ProtocolVersion", "RequestKind", "Scene",
+    "SceneResult", "Stage",
     "Texture", "TexturePreview", "Welcome", "decode", "encode", "image_format", "is_result", "is_terminal", "new_id", "peek_ids",
     "request_kind",
 ]

@@ -30,7 +30,7 @@ import zmq
 from .codec import Envelope, decode, encode, new_id
 from .errors import ProtocolError
 from .limits import DEFAULT_ADDRESS
-from .messages import Cancel, Enhance, Generate, Heartbeat, Hello, Message, Texture, Welcome, is_terminal
+from .messages import Cancel, Enhance, Generate, Heartbeat, Hello, Message, Scene, Texture, Welcome, is_terminal
 
 
 @dataclass(frozen=True)
@@ -191,6 +191,16 @@ class Client:
         ProtocolError for a request the backend would reject on sight."""
         return self._start(Texture(vertices=vertices, faces=faces, uvs=uvs, normals=normals, prompt=prompt,
                                    image=image, seed=seed, options=options or {}))
+
+    def scene(self, prompt: str, *, image: bytes | None = None, trajectory: str = "orbit", poses=None,
+              fov_deg: float = 60.0, quality: str = "draft", seed: int = 0,
+              options: dict[str, Any] | None = None) -> str:
+        """Send a `scene` (protocol 2.5: check that `welcome.request_kinds` lists it): grow a scene
+        from `prompt` (and an optional first `image` file) along a preset `trajectory`, or along
+        `poses` (Blender camera matrix_world [P, 4, 4] f32) with trajectory "camera"; returns the
+        job id. Raises ProtocolError for a request the backend would reject on sight."""
+        return self._start(Scene(prompt=prompt, image=image, trajectory=trajectory, poses=poses, fov_deg=fov_deg,
+                                 quality=quality, seed=seed, options=options or {}))
 
     def _start(self, request: Message) -> str:
         job_id = new_id()

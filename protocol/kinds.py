@@ -14,11 +14,13 @@ from enum import StrEnum
 class RequestKind(StrEnum):
     """What a job makes: `generate` (image + prompt → textured mesh), `enhance` (since protocol
     2.1: the single-step fixer on one rendered image) and `texture` (since 2.2: a UV texture
-    painted onto the artist's mesh). `scene` (text to a scene along a camera path) comes next."""
+    painted onto the artist's mesh) and `scene` (since 2.5: a prompt, and optionally a first image,
+    grown into a 3D scene along a camera path)."""
 
     GENERATE = "generate"
     ENHANCE = "enhance"
     TEXTURE = "texture"
+    SCENE = "scene"
 
 
 class Stage(StrEnum):
@@ -30,6 +32,7 @@ class Stage(StrEnum):
     ENHANCE = "enhance"
     UV = "uv"
     PAINT = "paint"
+    KEYFRAMES = "keyframes"
 
     @property
     def label(self) -> str:
@@ -46,6 +49,9 @@ STAGE_SHARES: dict[RequestKind, tuple[tuple[Stage, float], ...]] = {
     # Check and unwrap the mesh (or keep its UVs) and find each texel's surface point; paint view
     # after view (the diffusion model's share); fill what no view saw, dilate the gutters.
     RequestKind.TEXTURE: ((Stage.UV, 0.1), (Stage.PAINT, 0.8), (Stage.TEXTURE, 0.1)),
+    # Load the models and make the first keyframe; grow the scene keyframe by keyframe (inpainting,
+    # depth, replay optimisation); fuse the keyframes' depth into a mesh.
+    RequestKind.SCENE: ((Stage.PREPROCESS, 0.05), (Stage.KEYFRAMES, 0.9), (Stage.MESH, 0.05)),
 }
 
 

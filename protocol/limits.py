@@ -28,7 +28,9 @@ class ProtocolVersion(NamedTuple):
 # shows it like `pipeline_error`).
 # 2.4: the generate options `multiview`, `novel_view`, `text_prior` and `captioner` (a backend that
 # does not list one in `welcome.options` refuses it by name).
-PROTOCOL_VERSION = ProtocolVersion(2, 4)
+# 2.5: the `scene` request kind (`scene` → `preview`s → `scene_result`), its `keyframes` stage and
+# options (`frames`, `scene_size`, `replay_steps`, `inpaint_steps`).
+PROTOCOL_VERSION = ProtocolVersion(2, 5)
 
 DEFAULT_PORT = 5571
 DEFAULT_HOST = "127.0.0.1"
@@ -65,3 +67,6 @@ MAX_TEXTURE_SIDE = 8192
 # a mesh far beyond a few hundred thousand faces is slow; two million is the hard limit.
 MAX_TEXTURE_REQUEST_FACES = 2_000_000
 MAX_TEXTURE_REQUEST_VERTICES = 4_000_000
+# A `scene` request's camera path (a 20-second shot at 24 fps) and its keyframes.
+MAX_SCENE_POSES = 500
+MAX_SCENE_KEYFRAMES = 64

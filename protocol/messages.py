@@ -18,6 +18,10 @@ Conversation (all messages of a job carry its `job_id` in the header; the client
                           ◄──       accepted | failed(invalid_request, too_large, ...)
                           ◄──       progress / texture_preview ...
                           ◄──       painted_texture | failed | cancelled
+    scene (job_id)        ──►                                (protocol 2.5)
+                          ◄──       accepted | failed(invalid_request, too_large, ...)
+                          ◄──       progress / preview ...
+                          ◄──       scene_result | failed | cancelled
     cancel (job_id)       ──►                                (any time)
     heartbeat             ◄─►                                (both ways, every second)
 
@@ -49,6 +53,8 @@ from .limits import (
     MAX_NAME_CHARS,
     MAX_PREVIEW_SPLATS,
     MAX_PROMPT_CHARS,
+    MAX_SCENE_KEYFRAMES,
+    MAX_SCENE_POSES,
     MAX_TEXTURE_SIDE,
     MAX_TEXTURE_REQUEST_FACES,
     MAX_TEXTURE_REQUEST_VERTICES,
@@ -340,6 +346,70 @@ class PaintedTexture(Message):
     metadata: MeshMetadata = field(default_factory=MeshMetadata)
 
 
+SCENE_TRAJECTORIES = ("orbit", "forward", "pan", "camera")
+"""A `scene` request's path: a preset (look around from one point, walk ahead, slide sideways) or
+"camera": the request's own `poses`."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scene(Message):
+    """Start a `scene` job (protocol 2.5): grow a 3D scene from the prompt (and an optional first
+    image, PNG/JPEG/WebP) along a camera path — a preset `trajectory`, or "camera" with `poses`:
+    one Blender camera `matrix_world` per frame [P, 4, 4] (Z up; at most `MAX_SCENE_POSES`) and the
+    camera's vertical field of view `fov_deg`. Options: `frames` (keyframes), `scene_size`,
+    `replay_steps`, `inpaint_steps` (protocol/options.py). `preview`s show the Gaussians as they
+    grow; the result is a `scene_result`."""
+
+    TYPE: ClassVar[str] = "scene"
+    DIM_LIMITS: ClassVar[dict[str, int]] = {"P": MAX_SCENE_POSES}
+    prompt: str = text(MAX_PROMPT_CHARS)
+    image: bytes | None = blob(MAX_IMAGE_BYTES, default=None)
+    trajectory: str = text(MAX_NAME_CHARS, default="orbit")
+    poses: np.ndarray | None = array(("P", 4, 4), {F32}, default=None)
+    fov_deg: float = 60.0
+    quality: str = text(MAX_NAME_CHARS, default="draft")
+    seed: int = integer(0, 2**32 - 1, default=0)
+    options: Json = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.image is not None:
+            _check_image_file(self.TYPE, "image", self.image)
+        if (self.poses is not None) != (self.trajectory == "camera"):
+            raise ProtocolError(f"{self.TYPE}: camera poses go with trajectory 'camera' and only with it "
+                                f"(trajectory {self.trajectory!r:.40}, poses {'given' if self.poses is not None else 'none'})")
+
+    def validate_outgoing(self) -> None:
+        self.validate()
+        if self.trajectory not in SCENE_TRAJECTORIES:
+            raise ProtocolError(f"{self.TYPE}: unknown trajectory {self.trajectory!r}; one of {SCENE_TRAJECTORIES}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SceneResult(Message):
+    """The result of a `scene` job (terminal): the scene as a vertex-coloured triangle mesh in
+    Blender's world (Z up), the camera path as Blender camera `matrix_world`s [P, 4, 4] (the
+    request's own, or the preset's), the path indices of the keyframes the scene grew at, and the
+    vertical field of view."""
+
+    TYPE: ClassVar[str] = "scene_result"
+    DIM_LIMITS: ClassVar[dict[str, int]] = {"V": MAX_MESH_VERTICES, "F": MAX_MESH_FACES, "P": MAX_SCENE_POSES,
+                                             "K": MAX_SCENE_KEYFRAMES}
+    vertices: np.ndarray = array(("V", 3), {F32})
+    faces: np.ndarray = array(("F", 3), {U32, I32})
+    vertex_colors: np.ndarray = array(("V", 3), {U8})
+    cameras: np.ndarray = array(("P", 4, 4), {F32})
+    keyframes: np.ndarray = array(("K",), {I32})
+    fov_deg: float = 60.0
+    gaussians: int = integer(0, default=0)
+    """How many Gaussians the scene holds (the `.ply` the CLI writes)."""
+    metadata: MeshMetadata = field(default_factory=MeshMetadata)
+
+    def validate(self) -> None:
+        _check_face_indices(self.TYPE, self.faces, len(self.vertices))
+        if len(self.keyframes) and (int(self.keyframes.min()) < 0 or int(self.keyframes.max()) >= len(self.cameras)):
+            raise ProtocolError(f"{self.TYPE}: keyframe indices must point into the {len(self.cameras)} cameras")
+
+
 FAILURE_CODES = (
     "bad_message",          # the request could not be decoded (see ProtocolError codes)
     "unsupported_version",
@@ -396,16 +466,16 @@ class Heartbeat(Message):
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.TYPE: cls
-    for cls in (Hello, Welcome, Generate, Enhance, Texture, Accepted, Progress, Preview, TexturePreview, Mesh,
-                EnhancedImage, PaintedTexture, Failed, Cancel, Cancelled, Heartbeat)
+    for cls in (Hello, Welcome, Generate, Enhance, Texture, Scene, Accepted, Progress, Preview, TexturePreview, Mesh,
+                EnhancedImage, PaintedTexture, SceneResult, Failed, Cancel, Cancelled, Heartbeat)
 }
 
 REQUEST_TYPES: dict[RequestKind, type[Message]] = {RequestKind.GENERATE: Generate, RequestKind.ENHANCE: Enhance,
-                                                   RequestKind.TEXTURE: Texture}
+                                                   RequestKind.TEXTURE: Texture, RequestKind.SCENE: Scene}
 """The message that starts a job of each request kind."""
 
 # Messages after which the server sends nothing more for a job (besides a final mesh, see is_result).
-TERMINAL_TYPES = frozenset({"failed", "cancelled", "enhanced_image", "painted_texture"})
+TERMINAL_TYPES = frozenset({"failed", "cancelled", "enhanced_image", "painted_texture", "scene_result"})
 
 
 def request_kind(message: Message) -> RequestKind | None:
@@ -415,8 +485,9 @@ def request_kind(message: Message) -> RequestKind | None:
 
 def is_result(message: Message) -> bool:
     """The message that completes a job successfully: the final mesh of a `generate`, the
-    `enhanced_image` of an `enhance`, the `painted_texture` of a `texture`."""
-    return isinstance(message, (EnhancedImage, PaintedTexture)) or (isinstance(message, Mesh) and message.kind == "final")
+    `enhanced_image` of an `enhance`, the `painted_texture` of a `texture`, the `scene_result` of a
+    `scene`."""
+    return isinstance(message, (EnhancedImage, PaintedTexture, SceneResult)) or (isinstance(message, Mesh) and message.kind == "final")
 
 
 def is_terminal(message: Message) -> bool:

@@ -171,6 +171,7 @@ _GENERATE = frozenset({RequestKind.GENERATE})
 _GENERATE_AND_ENHANCE = frozenset({RequestKind.GENERATE, RequestKind.ENHANCE})
 _GENERATE_AND_TEXTURE = frozenset({RequestKind.GENERATE, RequestKind.TEXTURE})
 _TEXTURE = frozenset({RequestKind.TEXTURE})
+_SCENE = frozenset({RequestKind.SCENE})
 TEXTURE_REQUEST_SIZE = 1024
 """A `texture` request's texture side when it leaves `texture_size` out."""
 
@@ -263,7 +264,25 @@ TEXTURE_OPTIONS: tuple[OptionSpec, ...] = (
         "under the prompt (SD 1.5 img2img) and pulled back into the texture, with CLIP consistency to the "
         "prompt and the reference image. 0: off.", _TEXTURE, default=0, minimum=0, maximum=500),
 )
-OPTIONS = OPTIONS + TEXTURE_OPTIONS
+SCENE_OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec(
+        "frames", "int", "Keyframes",
+        "How many keyframes the scene grows at, spread evenly along the camera path. Each one inpaints "
+        "what the scene does not show yet from there; more keyframes cover a long path more closely.",
+        _SCENE, default=12, minimum=2, maximum=64, advanced=False),
+    OptionSpec(
+        "scene_size", "choice", "Keyframe size", "Side of the square keyframes in pixels.", _SCENE,
+        choices=tuple(Choice(side, f"{side}²", f"{side} × {side} keyframes") for side in (256, 384, 512)),
+        initial=384),
+    OptionSpec(
+        "replay_steps", "int", "Replay steps",
+        "Optimisation steps of the Gaussians after each keyframe, on views drawn from every keyframe so far "
+        "(so the scene does not forget the first ones).", _SCENE, minimum=1, maximum=2000, initial=80),
+    OptionSpec(
+        "inpaint_steps", "int", "Inpaint steps", "Denoising steps of the inpainting model per keyframe.", _SCENE,
+        minimum=1, maximum=100, initial=30),
+)
+OPTIONS = OPTIONS + TEXTURE_OPTIONS + SCENE_OPTIONS
 _BY_NAME: dict[str, OptionSpec] = {spec.name: spec for spec in OPTIONS}
 
 

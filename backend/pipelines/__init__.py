@@ -7,8 +7,9 @@
     texture    the artist's mesh + prompt (+ optional image) → a UV texture painted onto it
                (`texture.py`)
 
-`scene` (text → a scene along a camera path) comes next, as its own orchestrator registered in
-`Pipelines`.
+    scene      prompt (+ an optional first image) + a camera path → a Gaussian scene grown
+               keyframe by keyframe, and a mesh fused from it (`scene.py`; the loop in
+               `backend/scene/`)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ..serving.context import StageContext
 from ..models.registry import ModelRegistry
 from .enhance import EnhancePipeline
 from .generate import GenerationPipeline
+from .scene import ScenePipeline
 from .texture import TexturePipeline
 
 
@@ -36,8 +38,9 @@ class Pipelines:
         self.generate = GenerationPipeline(registry, self.cache)
         self.enhance = EnhancePipeline(registry)
         self.texture = TexturePipeline(registry, self.cache)
+        self.scene = ScenePipeline(registry, self.cache)
         self._orchestrators = {RequestKind.GENERATE: self.generate, RequestKind.ENHANCE: self.enhance,
-                               RequestKind.TEXTURE: self.texture}
+                               RequestKind.TEXTURE: self.texture, RequestKind.SCENE: self.scene}
 
     @property
     def request_kinds(self) -> tuple[RequestKind, ...]:
