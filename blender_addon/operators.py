@@ -1,5 +1,5 @@
-"""Operators: Generate, Regenerate, Enhance Render, Texture Selected, Regenerate Texture, Cancel,
-Connect, and the two ways of choosing an image.
+"""Operators: Generate, Regenerate, Enhance Render, Texture Selected, Regenerate Texture, Generate
+Scene, Cancel, Connect, and the two ways of choosing an image.
 
 They validate, build the request and hand it to the session; the timer does the rest, so none of
 them blocks. Problems are reported with what to do about them.
@@ -13,9 +13,9 @@ import bpy
 from bpy.props import StringProperty
 from bpy_extras.io_utils import ImportHelper
 
-from . import enhance, preferences, session, texture
+from . import enhance, preferences, scene_mode, session, texture
 from .core.image_source import ImageSourceError, image_bytes, unsendable
-from .core.jobs import EnhanceRequest, JobRequest, TextureRequest
+from .core.jobs import EnhanceRequest, JobRequest, SceneRequest, TextureRequest
 from .core.texture_arrays import TextureMeshError
 
 
@@ -295,6 +295,62 @@ class LIFT3D_OT_texture_regenerate(bpy.types.Operator):
                                material=str(ob.get("lift3d_texture_material", "NEW")), uv_layer=uv_layer)
 
 
+NO_SCENE_PROMPT = "Write a prompt: it says what to paint wherever the camera looks next"
+
+
+def scene_blocked_reason(context, settings) -> str:
+    """Why Generate Scene cannot run now ('' when it can); shown in the panel and the tooltip."""
+    if session.get().busy:
+        return "A job is running: wait for it or cancel it"
+    if not settings.prompt.strip():
+        return NO_SCENE_PROMPT
+    if settings.image is not None and unsendable(settings.image):
+        return "First image: " + unsendable(settings.image)
+    if settings.trajectory == "camera" and (context.scene.camera is None or context.scene.camera.type != "CAMERA"):
+        return "The scene has no active camera to take the path from"
+    return ""
+
+
+class LIFT3D_OT_scene(bpy.types.Operator):
+    """Grow a 3D scene from the prompt (and the optional first image) along the camera path: the live
+    splats appear as it grows, then a coloured mesh and a camera flying the path (one undo step)"""
+
+    bl_idname = "lift3d.scene"
+    bl_label = "Generate Scene"
+
+    @classmethod
+    def poll(cls, context):
+        settings = getattr(context.scene, "lift3d", None)
+        reason = "Lift3D is not set up in this scene" if settings is None else scene_blocked_reason(
+            context, settings.scene)
+        if reason:
+            cls.poll_message_set(reason)
+        return not reason
+
+    def execute(self, context):
+        s = context.scene.lift3d.scene
+        reason = scene_blocked_reason(context, s)
+        if reason:
+            return _refuse(self, reason)
+        poses, fov, frame_start, frame_step = None, 60.0, context.scene.frame_start, 1
+        try:
+            if s.trajectory == "camera":
+                poses, fov, frame_start, frame_step = scene_mode.read_camera_path(context.scene, context.scene.camera)
+            image = image_bytes(s.image) if s.image is not None else None
+        except (scene_mode.CameraPathError, ImageSourceError, OSError) as exc:
+            return _refuse(self, str(exc))
+        request = SceneRequest(prompt=s.prompt.strip(), trajectory=s.trajectory, poses=poses, fov_deg=fov,
+                               image=image, image_name=s.image.name if s.image is not None else "",
+                               quality=s.quality, seed=s.seed, options=s.options(), frame_start=frame_start,
+                               frame_step=frame_step, scene_name=context.scene.name)
+        try:
+            _endpoint_and_connect(context)
+            session.get().submit(request)
+        except session.ConnectError as exc:
+            return _refuse(self, str(exc), exc.hint)
+        return {"FINISHED"}
+
+
 class LIFT3D_OT_cancel(bpy.types.Operator):
     """Stop the running job (nothing half-built is left in the scene)"""
 
@@ -386,6 +442,7 @@ class LIFT3D_OT_use_editor_image(bpy.types.Operator):
 
 
 CLASSES = (LIFT3D_OT_generate, LIFT3D_OT_regenerate, LIFT3D_OT_enhance, LIFT3D_OT_texture, LIFT3D_OT_texture_regenerate,
+           LIFT3D_OT_scene,
            LIFT3D_OT_cancel, LIFT3D_OT_connect, LIFT3D_OT_open_image, LIFT3D_OT_use_editor_image)
 
 register, unregister = bpy.utils.register_classes_factory(CLASSES)

@@ -236,6 +236,54 @@ class LIFT3D_PT_texture(_Sidebar, bpy.types.Panel):
                 _wrapped(layout, f"UVs: {done.uv_note}")
 
 
-CLASSES = (LIFT3D_PT_main, LIFT3D_PT_advanced, LIFT3D_PT_result, LIFT3D_PT_enhance, LIFT3D_PT_texture)
+class LIFT3D_PT_scene(_Sidebar, bpy.types.Panel):
+    """Scene mode: grow a 3D scene from a prompt along a camera path; the splats appear as it grows."""
+
+    bl_label = "Scene"
+    bl_idname = "LIFT3D_PT_scene"
+    bl_parent_id = "LIFT3D_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        settings = context.scene.lift3d.scene
+        sess = session.get()
+        layout = self.layout
+        hint = {"placeholder": "What is the scene? (e.g. a cosy living room)"} if _HAS_PLACEHOLDER else {}
+        layout.prop(settings, "prompt", text="", **hint)
+        layout.template_ID(settings, "image", open="image.open")
+        layout.prop(settings, "trajectory")
+        if settings.trajectory == "camera":
+            camera = context.scene.camera
+            scene = context.scene
+            layout.label(text=f"{camera.name}: frames {scene.frame_start} to {scene.frame_end}" if camera is not None
+                         else "No active camera", icon="CAMERA_DATA")
+        layout.row(align=True).prop(settings, "quality", expand=True)
+        col = layout.column()
+        col.use_property_split = True
+        col.prop(settings, "seed")
+        _option_rows(col, settings, advanced=None, kind=RequestKind.SCENE)
+        welcome = sess.client.welcome if sess.client is not None else None
+        if welcome is not None and "scene" not in welcome.request_kinds:
+            _wrapped(layout, "This backend does not grow scenes: update it", icon="ERROR")
+        job = sess.job
+        if job is not None and job.is_scene and sess.busy:
+            layout.progress(factor=job.progress_factor(), type="BAR", text=job.progress_text())
+            if job.note:
+                _wrapped(layout, job.note, icon="INFO")
+            layout.operator("lift3d.cancel", icon="CANCEL")
+            return
+        row = layout.row()
+        row.scale_y = 1.4
+        row.operator("lift3d.scene", icon="SCENE_DATA")
+        reason = operators.scene_blocked_reason(context, settings)
+        if reason and not sess.busy:
+            _wrapped(layout, reason, icon="INFO")
+        done = sess.last_job
+        if done is not None and done.is_scene and done.phase == Phase.DONE:
+            _wrapped(layout, f"Made '{done.final_object}' and the camera '{done.result_camera}'", icon="CHECKMARK")
+
+
+CLASSES = (LIFT3D_PT_main, LIFT3D_PT_advanced, LIFT3D_PT_result, LIFT3D_PT_enhance, LIFT3D_PT_texture,
+           LIFT3D_PT_scene)
 
 register, unregister = bpy.utils.register_classes_factory(CLASSES)

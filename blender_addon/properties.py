@@ -1,4 +1,4 @@
-"""Per-scene settings of Generate, Enhance Render and Texture Selected (saved with the .blend, so a
+"""Per-scene settings of Generate, Enhance Render, Texture Selected and Scene mode (saved with the .blend, so a
 scene remembers its last request).
 
 The request options are not written out here: each one's property (type, range or choices,
@@ -79,6 +79,35 @@ class Lift3DTextureSettings(bpy.types.PropertyGroup):
         return request_options(RequestKind.TEXTURE, lambda attr: getattr(self, attr))
 
 
+TRAJECTORY_ITEMS = [
+    ("orbit", "Look Around", "Turn in place at eye height, a step of half the field of view per keyframe"),
+    ("forward", "Walk Forward", "Walk 2 m straight ahead (+Y)"),
+    ("pan", "Slide Sideways", "Slide 2 m to the right (+X) while looking ahead"),
+    ("camera", "Active Camera's Animation", "The scene camera's path from the start to the end frame"),
+]
+
+
+class Lift3DSceneSettings(bpy.types.PropertyGroup):
+    """Scene mode: a prompt (and an optional first image) grown into a 3D scene along a camera path."""
+
+    __annotations__ = {
+        "prompt": StringProperty(name="Prompt", default="",
+                                 description="What the scene shows (e.g. a cosy living room with a fireplace)"),
+        "image": PointerProperty(type=bpy.types.Image, name="First Image",
+                                 description="Optional: the first keyframe (its centre square). Without one, Stable "
+                                             "Diffusion draws it from the prompt"),
+        "trajectory": EnumProperty(name="Path", items=TRAJECTORY_ITEMS, default="orbit",
+                                   description="Where the camera goes while the scene grows"),
+        "quality": EnumProperty(name="Quality", items=QUALITY_ITEMS, default="draft"),
+        "seed": IntProperty(name="Seed", default=0, min=0, description="Same seed, prompt and path: same scene"),
+        **_option_annotations(panel_properties(RequestKind.SCENE), RequestKind.SCENE),
+    }
+
+    def options(self) -> dict[str, object]:
+        """The options of a Scene request, leaving out what the preset or the defaults decide."""
+        return request_options(RequestKind.SCENE, lambda attr: getattr(self, attr))
+
+
 class Lift3DSettings(bpy.types.PropertyGroup):
     __annotations__ = {
         "image": PointerProperty(type=bpy.types.Image, name="Image", update=_image_changed,
@@ -91,6 +120,7 @@ class Lift3DSettings(bpy.types.PropertyGroup):
         **_option_annotations(panel_properties(RequestKind.GENERATE)),
         "enhance": PointerProperty(type=Lift3DEnhanceSettings, name="Enhance Render"),
         "texture": PointerProperty(type=Lift3DTextureSettings, name="Texture Selected"),
+        "scene": PointerProperty(type=Lift3DSceneSettings, name="Scene"),
     }
 
     def options(self) -> dict[str, object]:
@@ -98,7 +128,7 @@ class Lift3DSettings(bpy.types.PropertyGroup):
         return request_options(RequestKind.GENERATE, lambda attr: getattr(self, attr))
 
 
-CLASSES = (Lift3DEnhanceSettings, Lift3DTextureSettings, Lift3DSettings)
+CLASSES = (Lift3DEnhanceSettings, Lift3DTextureSettings, Lift3DSceneSettings, Lift3DSettings)
 
 
 def register() -> None:

@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING
 import bpy
 import numpy as np
 
-from . import enhance, importer, preview, texture
+from . import enhance, importer, preview, scene_mode, texture
 from .core.effects import (
     BuildImage,
     BuildMesh,
+    BuildScene,
     Disconnect,
     Effect,
     JobMesh,
@@ -43,6 +44,8 @@ def carry_out(session: Session, job: Job, effects: list[Effect]) -> None:
             _build(job, effect)
         elif isinstance(effect, BuildImage):
             _build_image(job, effect)
+        elif isinstance(effect, BuildScene):
+            _build_scene(job, effect)
         elif isinstance(effect, PaintTexture):
             texture.paint(job, effect)
         elif isinstance(effect, RevertTexture):
@@ -91,9 +94,12 @@ def _show_preview(job: Job, effect: ShowPreview, max_points: int) -> None:
     ob = preview.update_preview(job.id, message.positions, message.colors, message.opacities, message.scales,
                                 max_points=max_points, location=job.request.location, collection=_collection(job))
     # Place and size the cloud as the importer will place the mesh (bottom centre at the cursor,
-    # largest side = object size), so the mesh replaces it without a jump.
+    # largest side = object size), so the mesh replaces it without a jump. A scene stays in the
+    # world coordinates its path is in.
     points = np.asarray(message.positions, np.float32)
-    if len(points) and np.isfinite(points).all():
+    if job.is_scene:
+        ob.scale, ob.location = (1.0, 1.0, 1.0), (0.0, 0.0, 0.0)
+    elif len(points) and np.isfinite(points).all():
         scale, anchor = placement(points, job.request.target_size)
         ob.scale = (scale, scale, scale)
         ob.location = tuple(np.asarray(job.request.location) - scale * anchor)
@@ -130,6 +136,20 @@ def _build_image(job: Job, effect: BuildImage) -> None:
         job.image_failed(str(exc))
         return
     job.image_built(image.name)
+
+
+def _build_scene(job: Job, effect: BuildScene) -> None:
+    try:
+        mesh_ob, _camera = scene_mode.build_scene(
+            effect.result, name=effect.name, camera_name=effect.camera_name, properties=effect.properties,
+            frame_start=effect.frame_start, frame_step=effect.frame_step, collection=_collection(job))
+    except (ValueError, RuntimeError, MemoryError, TypeError) as exc:
+        traceback.print_exc()
+        job.scene_failed(str(exc))
+        return
+    preview.remove_preview(job.id)
+    job.scene_built(mesh_ob.name, _camera.name)
+    _select_only(mesh_ob)
 
 
 def _collection(job: Job):

@@ -22,6 +22,7 @@ from .core.jobs import (
     EnhanceRequest,
     Job,
     JobRequest,
+    SceneRequest,
     TextureRequest,
     backend_offers,
     newest_previews_only,
@@ -179,8 +180,8 @@ class Session:
 
     # -- jobs ------------------------------------------------------------------------------
 
-    def submit(self, request: JobRequest | EnhanceRequest | TextureRequest) -> Job:
-        """Send a Generate, an Enhance or a Texture. A kind newer than Generate goes only to a backend whose
+    def submit(self, request: JobRequest | EnhanceRequest | TextureRequest | SceneRequest) -> Job:
+        """Send a Generate, an Enhance, a Texture or a Scene. A kind newer than Generate goes only to a backend whose
         welcome lists it: refused at once when the welcome is here and lacks it; held until the
         welcome arrives (the next ticks) when it is not here yet."""
         if self.busy:
@@ -207,12 +208,18 @@ class Session:
                                              options=options)
             elif isinstance(request, TextureRequest):
                 job_id = _send_texture(self.client, request, options)
+            elif isinstance(request, SceneRequest):
+                job_id = self.client.scene(request.prompt, image=request.image, trajectory=request.trajectory,
+                                           poses=request.poses, fov_deg=request.fov_deg, quality=request.quality,
+                                           seed=request.seed, options=options)
             else:
                 job_id = self.client.submit(request.image, request.prompt, quality=request.quality,
                                             seed=request.seed, options=options)
         except ProtocolError as exc:
             hint = ("Decimate the mesh (or a copy), scale the reference image down, and keep the prompt short."
                     if isinstance(request, TextureRequest) else
+                    "Shorten the camera animation (at most 500 poses) and keep the prompt short."
+                    if isinstance(request, SceneRequest) else
                     "Scale the image down or save it as JPEG, and keep the prompt short.")
             raise ConnectError(f"the request was refused before sending: {exc}", hint) from exc
         except ConnectionError as exc:

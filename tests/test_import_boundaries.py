@@ -24,7 +24,8 @@ def loaded_after(statement: str) -> set[str]:
     ("import backend.__main__", {"bpy", "torch"}),
     ("import blender_addon, blender_addon.core.wire, blender_addon.core.jobs, blender_addon.core.effects, "
      "blender_addon.core.launcher, blender_addon.core.image_source, blender_addon.core.mesh_arrays, "
-     "blender_addon.core.splat_arrays, blender_addon.core.panel_options", {"bpy", "torch", "backend"}),
+     "blender_addon.core.splat_arrays, blender_addon.core.panel_options, blender_addon.core.scene_path",
+     {"bpy", "torch", "backend"}),
 ])
 def test_import_boundaries(statement, forbidden):
     loaded = loaded_after(statement)

@@ -76,6 +76,23 @@ class BuildImage:
 
 
 @dataclass(frozen=True)
+class BuildScene:
+    """Build a `scene_result`: the scene's vertex-coloured mesh where the backend put it (world
+    coordinates, no rescaling) and a camera called `camera_name` flying the path (one keyframe
+    per pose from `frame_start`, the path's field of view), both tagged with the job and linked to
+    the job's scene; the preview is removed. Report back with `Job.scene_built` or
+    `Job.scene_failed`; on failure nothing may be left behind."""
+
+    job_id: str
+    result: Any  # protocol.SceneResult
+    name: str
+    camera_name: str
+    properties: dict[str, Any]
+    frame_start: int = 1
+    frame_step: int = 1
+
+
+@dataclass(frozen=True)
 class PaintTexture:
     """Show `pixels` (a texture job's texture, [H, W, 3] uint8, top row first) on the job's object:
     the first one makes the image (packed once final) and wires it into the material (a new one, or
@@ -134,8 +151,8 @@ class ShowError:
     hint: str = ""
 
 
-Effect = (ShowPreview | BuildMesh | BuildImage | PaintTexture | RevertTexture | Remove | SendCancel | Disconnect
-          | UndoStep | ShowError)
+Effect = (ShowPreview | BuildMesh | BuildImage | BuildScene | PaintTexture | RevertTexture | Remove | SendCancel
+          | Disconnect | UndoStep | ShowError)
 
 
 @dataclass(frozen=True)

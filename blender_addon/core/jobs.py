@@ -1,7 +1,8 @@
 """A job as the add-on sees it: its state, and how backend messages and local events change it
-(bpy-free). Three request kinds: Generate (`JobRequest`: image + prompt → meshes), Enhance Render
-(`EnhanceRequest`: a render → a new, fixed image datablock) and Texture Selected
-(`TextureRequest`: the artist's mesh + prompt → a texture painted onto it, live).
+(bpy-free). Four request kinds: Generate (`JobRequest`: image + prompt → meshes), Enhance Render
+(`EnhanceRequest`: a render → a new, fixed image datablock), Texture Selected
+(`TextureRequest`: the artist's mesh + prompt → a texture painted onto it, live) and Scene
+(`SceneRequest`: prompt + camera path → a scene mesh and a camera flying the path).
 
 The session feeds the job's messages through `Job.apply` and carries out the effects it returns
 (`core.effects`: show a preview, build a mesh in place of others, build an image, paint a texture
@@ -22,6 +23,7 @@ from typing import Any
 from .effects import (
     BuildImage,
     BuildMesh,
+    BuildScene,
     Disconnect,
     Effect,
     JobMesh,
@@ -135,6 +137,35 @@ class TextureRequest:
         return f"texture of {self.object_name}"
 
 
+@dataclass
+class SceneRequest:
+    """Scene mode: a prompt (and an optional first image) grown into a 3D scene along a camera path:
+    a preset (`trajectory` orbit, forward or pan) or the active camera's animation (`trajectory`
+    "camera", `poses` its matrix_world per frame [P, 4, 4] float32, `fov_deg` its vertical field of
+    view). The result is a vertex-coloured mesh and a camera flying the path from `frame_start`."""
+
+    prompt: str
+    trajectory: str = "orbit"
+    poses: Any = None
+    fov_deg: float = 60.0
+    image: bytes | None = None
+    image_name: str = ""
+    quality: str = "draft"
+    seed: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+    frame_start: int = 1
+    frame_step: int = 1
+    """The camera's frames between poses (a long animation is sampled)."""
+    scene_name: str = ""
+    location: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """The scene stays where the backend put it (world coordinates); previews are not moved."""
+    kind: RequestKind = RequestKind.SCENE
+
+    @property
+    def title(self) -> str:
+        return object_name(self.prompt, fallback="Lift3D scene")
+
+
 def texture_image_name(object_name: str, tiny: bool = False) -> str:
     """The texture image's name: 'Lift3D Texture <object>' (Blender adds .001 if it is taken)."""
     return f"Lift3D Texture {object_name}" + (" (tiny models: noise)" if tiny else "")
@@ -160,6 +191,7 @@ def not_offered(kind: RequestKind, backend_version: str = "") -> tuple[str, str]
     """(message, hint) when the backend does not serve `kind`."""
     version = f" (version {backend_version})" if backend_version else ""
     what, protocol_version = (("texture meshes", "2.2") if kind == RequestKind.TEXTURE
+                              else ("grow scenes", "2.5") if kind == RequestKind.SCENE
                               else (f"offer {kind.value}", "2.1"))
     return (f"this backend{version} does not {what}: update it",
             f"Update the Lift3D backend to the add-on's release (protocol {protocol_version} or newer): 'git pull' in "
@@ -182,6 +214,8 @@ class Job:
     final_object: str | None = None
     result_image: str | None = None
     """The image datablock an Enhance Render or a Texture Selected made."""
+    result_camera: str | None = None
+    """The camera flying a Scene job's path."""
     error: str = ""
     hint: str = ""
     failed_here: bool = False
@@ -221,6 +255,10 @@ class Job:
     def is_texture(self) -> bool:
         return self.request.kind == RequestKind.TEXTURE
 
+    @property
+    def is_scene(self) -> bool:
+        return self.request.kind == RequestKind.SCENE
+
     def fail(self, error: str, hint: str = "", *, here: bool = True) -> None:
         self.phase, self.error, self.hint, self.failed_here = Phase.FAILED, error, hint, here
 
@@ -242,7 +280,7 @@ class Job:
             self.eta_s, self.note = message.eta_s, message.message
         elif kind == "preview" and self.phase != Phase.CANCELLING:
             return [ShowPreview(self.id, message)]
-        elif kind in ("mesh", "enhanced_image", "painted_texture") and self.phase == Phase.CANCELLING:
+        elif kind in ("mesh", "enhanced_image", "painted_texture", "scene_result") and self.phase == Phase.CANCELLING:
             if kind != "mesh" or message.kind == "final":
                 self.phase = Phase.CANCELLED  # finished before the cancel arrived: still nothing is kept
         elif kind == "mesh" and message.kind in ("geometry", "final") and self.request.kind == RequestKind.GENERATE:
@@ -260,11 +298,14 @@ class Job:
             return [PaintTexture(self.id, message.texture, uvs=uvs)]
         elif kind == "painted_texture" and self.is_texture:
             return self._paint_final(message)
+        elif kind == "scene_result" and self.is_scene:
+            return self._build_scene(message)
         elif kind == "failed":
             self.fail(message.message, message.hint, here=False)
             if message.code == "out_of_memory" and not message.hint:
                 self.hint = ("Enhance a smaller image (a lower render resolution)." if self.is_enhance
                              else "Try a smaller texture size or a decimated copy of the mesh." if self.is_texture
+                             else "Try fewer keyframes or a smaller keyframe size." if self.is_scene
                              else "Try the Draft preset, fewer faces or a smaller texture.")
         elif kind == "cancelled":
             self.phase = Phase.CANCELLED
@@ -322,6 +363,31 @@ class Job:
         }
         return [PaintTexture(self.id, message.texture, final=True, uvs=message.uvs,
                              image_name=texture_image_name(request.object_name, metadata.tiny), properties=properties)]
+
+    def _build_scene(self, message: Any) -> list[Effect]:
+        request = self.request
+        if request.poses is not None and len(message.cameras) != len(request.poses):
+            self.fail(f"the backend returned a path of {len(message.cameras)} cameras for the {len(request.poses)} "
+                      "poses sent", "This is a backend bug; nothing was added. Please report it with the backend's "
+                      "log.", here=False)
+            return []
+        metadata = message.metadata
+        name = request.title + (" (tiny models: noise)" if metadata.tiny else "")
+        properties = {"lift3d_kind": request.kind.value, "lift3d_job": self.id or "", "lift3d_stage": "scene",
+                      "lift3d_scene_prompt": request.prompt, "lift3d_seed": request.seed,
+                      "lift3d_preset": request.quality, "lift3d_trajectory": request.trajectory,
+                      "lift3d_options": json.dumps(request.options, sort_keys=True), "lift3d_models": metadata.models,
+                      "lift3d_gaussians": int(message.gaussians)}
+        self.metadata = metadata
+        return [BuildScene(self.id, message, name, f"Lift3D Path {name}", properties, request.frame_start,
+                           request.frame_step)]
+
+    def scene_built(self, object_name: str, camera_name: str) -> None:
+        self.final_object, self.result_camera, self.phase = object_name, camera_name, Phase.DONE
+
+    def scene_failed(self, error: str) -> None:
+        self.fail(f"could not build the scene in Blender: {error}",
+                  "Nothing was added; try fewer keyframes or a smaller keyframe size.", here=False)
 
     def texture_painted(self, image_name: str, final: bool) -> None:
         if final:
