@@ -110,15 +110,6 @@ class Gaussians:
                                            for k, v in self.params.items()}), self.sh_degree)
 
 
-def concatenated(first: Gaussians, second: Gaussians) -> Gaussians:
-    """One set holding both (new trainable parameters; optimiser state does not carry over)."""
-    if first.sh_degree != second.sh_degree:
-        raise ValueError(f"cannot join Gaussians of SH degree {first.sh_degree} and {second.sh_degree}")
-    params = nn.ParameterDict({k: nn.Parameter(torch.cat([first.params[k].detach(), second.params[k].detach()]))
-                               for k in PARAM_KEYS})
-    return Gaussians(params, first.sh_degree)
-
-
 # --- initialisation -----------------------------------------------------------------------------
 
 def _nearest_neighbour_scales(points: Tensor, k: int = 3, chunk: int = 4096) -> Tensor:  # [N]

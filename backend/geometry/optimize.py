@@ -82,6 +82,30 @@ class GaussianTrainer:
             self.strategy.check_sanity(params, self.optimizers)
             self.state = self.strategy.initialize_state(scene_scale=scene_scale)
 
+    def append(self, new: Gaussians) -> None:
+        """Add `new` Gaussians to the ones being optimised, keeping each optimiser's moments for the
+        existing ones (the new rows start at zero moments): a scene grown keyframe by keyframe keeps
+        one optimiser, so Adam does not restart and jolt every Gaussian it already fitted."""
+        params = self.gaussians.params
+        if new.sh_degree != self.gaussians.sh_degree:
+            raise ValueError(f"cannot add Gaussians of SH degree {new.sh_degree} to degree {self.gaussians.sh_degree}")
+        for key, optimizer in self.optimizers.items():
+            old = params[key]
+            extra = new.params[key].detach().to(old.device, old.dtype)
+            grown = torch.nn.Parameter(torch.cat([old.detach(), extra]))
+            state = optimizer.state.pop(old, {})
+            for name, value in list(state.items()):
+                if torch.is_tensor(value) and value.dim() > 0 and value.shape == old.shape:
+                    state[name] = torch.cat([value, torch.zeros_like(extra)])
+            optimizer.param_groups[0]["params"] = [grown]
+            if state:
+                optimizer.state[grown] = state
+            params[key] = grown
+        if self.strategy is not None:  # its per-Gaussian statistics restart (gsplat builds them lazily)
+            for name in ("grad2d", "count", "radii"):
+                if name in self.state:
+                    self.state[name] = None
+
     def means_lr(self, step: int) -> float:
         t = min(step / self.total_steps, 1.0)
         start = self.config.means_lr * self.scene_scale

@@ -155,6 +155,7 @@ class SceneGrower:
         self.generator = torch.Generator().manual_seed(config.seed)
         self.support = SupportDatabase()
         self.gaussians: gs.Gaussians | None = None
+        self.trainer: GaussianTrainer | None = None
         self.stats: list[KeyframeStats] = []
         self.total_steps = config.first_steps + config.steps_per_keyframe * (len(self.keyframes) - 1)
         self.steps_done = 0
@@ -189,6 +190,11 @@ class SceneGrower:
         everything = torch.ones_like(depth, dtype=torch.bool)
         entry = SupportEntry(self.keyframes[0], camera, image.float(), depth.float(), everything)
         self.gaussians = _new_gaussians(entry.image, entry.depth, everything, camera, config, self.generator)
+        means = self.gaussians.means.detach()
+        extent = float((means - means.mean(0)).norm(dim=-1).quantile(0.9))
+        # One optimiser for the whole growth: its moments and the position learning rate's decay run
+        # across keyframes, and new Gaussians join it (`GaussianTrainer.append`).
+        self.trainer = GaussianTrainer(self.gaussians, config.optim, self.total_steps, scene_scale=max(extent, 1e-3))
         self.support.add(entry)
         self._replay(config.first_steps)
         with torch.no_grad():
@@ -205,7 +211,9 @@ class SceneGrower:
             render = render_scene(self.gaussians, camera, config.backend)
         rgb, alpha, depth = render.rgb[0].clamp(0, 1), render.alpha[0, ..., 0], render.depth[0, ..., 0]
         support = self.support
-        seen = observed(alpha, depth, camera, support.cameras, support.depths, support.depths > 0, config.mask)
+        observation = observed(alpha, depth, camera, support.cameras, support.depths, support.depths > 0,
+                               config.mask)
+        seen, seen_depth = observation.seen, observation.depth
         mask = inpaint_mask(seen, config.mask)
         known = seen & ~mask
         note = ""
@@ -216,7 +224,7 @@ class SceneGrower:
             self.callbacks.check()
             disparity = self.depth_model.estimate(image, camera).to(self.device, torch.float32)
             try:
-                new_depth, fit = aligned_depth(disparity, depth, known, mask, blend_px=config.blend_px,
+                new_depth, fit = aligned_depth(disparity, seen_depth, known, mask, blend_px=config.blend_px,
                                                max_depth=self.max_depth)
             except AlignmentError as exc:
                 # Nothing (reliable) in common with the scene so far: a path that jumps. The keyframe
@@ -224,13 +232,13 @@ class SceneGrower:
                 note = (f"keyframe {k + 1} shares too little with the scene so far to align its depth ({exc}); "
                         f"placed at the first keyframe's scale: add keyframes for a closer fit")
                 fallback = first_frame_depth(disparity, config.first_median_depth).clamp(max=self.max_depth)
-                new_depth, fit = torch.where(known, depth, torch.where(mask, fallback, 0.0)), None
+                new_depth, fit = torch.where(known, seen_depth, torch.where(mask, fallback, 0.0)), None
             new_depth = torch.where(mask & (new_depth <= 0), torch.full_like(new_depth, self.max_depth), new_depth)
             added = _new_gaussians(image, new_depth, mask, camera, config, self.generator)
             if added is not None:
-                self.gaussians = gs.concatenated(self.gaussians, added)
+                self.trainer.append(added)
         else:  # nothing new: the view still joins the replay set
-            image, new_depth, fit = rgb, torch.where(seen, depth, 0.0), None
+            image, new_depth, fit = rgb, seen_depth, None
         entry = SupportEntry(self.keyframes[k], camera, image, new_depth.float(), mask)
         self.support.add(entry)
         self._replay(config.steps_per_keyframe)
@@ -247,16 +255,11 @@ class SceneGrower:
 
     def _replay(self, steps: int) -> None:
         """Optimise every Gaussian on batches from the whole support database."""
-        config, support = self.config, self.support
-        if steps <= 0:
-            return
-        means = self.gaussians.means.detach()
-        extent = float((means - means.mean(0)).norm(dim=-1).quantile(0.9)) if len(means) > 1 else 1.0
-        trainer = GaussianTrainer(self.gaussians, config.optim, steps, scene_scale=max(extent, 1e-3))
-        images, depths = support.images, support.depths
-        cameras = support.cameras
-        for step in range(steps):
+        config, support, trainer = self.config, self.support, self.trainer
+        images, depths, cameras = support.images, support.depths, support.cameras
+        for _ in range(steps):
             self.callbacks.check()
+            step = self.steps_done
             batch = support.sample(config.views_per_step, config.newest_share, self.generator)
             render = render_scene(self.gaussians, cameras[torch.tensor(batch)], config.backend)
             if render.rgb.requires_grad:  # else no Gaussian is in view: nothing to optimise this step

@@ -3,7 +3,8 @@
 A pixel of the new view is *observed* when the current Gaussians cover it (rendered alpha at least
 `alpha_threshold`) and the surface point its rendered depth puts there was seen by some earlier
 keyframe: projected into that keyframe, the point lands inside its image at the depth the keyframe
-stored there (within `depth_tolerance`, relative). Everything else is inpainted:
+stored there (within `depth_tolerance`, relative). Its depth is then taken from those keyframes
+(`Observation.depth`). Everything else is inpainted:
 
 - *unseen* pixels: nothing rendered there (low alpha);
 - *disoccluded or stretched* pixels: something rendered, but at a depth no earlier keyframe saw —
@@ -37,30 +38,55 @@ class MaskConfig:
     before dilation, so no view is repainted for a single stray pixel."""
 
 
-def seen_by(points: Tensor, cameras: Cameras, depths: Tensor, valid: Tensor, tolerance: float) -> Tensor:
-    """points [N, 3] → bool [N]: some camera (with its stored depth [C, H, W] and valid [C, H, W])
-    sees each point at the depth it stored (relative `tolerance`)."""
+def seen_by(points: Tensor, cameras: Cameras, depths: Tensor, valid: Tensor, tolerance: float
+            ) -> tuple[Tensor, Tensor]:
+    """points [N, 3] → (bool [N]: some camera, with its stored depth [C, H, W] and valid [C, H, W],
+    sees each point at the depth it stored (relative `tolerance`); the points moved along each
+    seeing camera's ray onto its stored depth, averaged over the cameras that see them [N, 3])."""
     seen = torch.zeros(points.shape[0], dtype=torch.bool, device=points.device)
     if len(cameras) == 0 or points.shape[0] == 0:
-        return seen
-    pixels, z = project_points(points, cameras.to(points.device))
+        return seen, points.clone()
+    cameras = cameras.to(points.device)
+    pixels, z = project_points(points, cameras)
+    centres = cameras.centers.to(points.dtype)
+    moved_sum, count = torch.zeros_like(points), torch.zeros(points.shape[0], dtype=points.dtype,
+                                                             device=points.device)
     for c in range(len(cameras)):
         col, row = pixels[c, :, 0].floor().long(), pixels[c, :, 1].floor().long()
         inside = (col >= 0) & (col < cameras.width) & (row >= 0) & (row < cameras.height) & (z[c] > 1e-6)
         row, col = row.clamp(0, cameras.height - 1), col.clamp(0, cameras.width - 1)
         stored, ok = depths[c, row, col], valid[c, row, col]
-        seen |= inside & ok & ((z[c] - stored).abs() <= tolerance * stored)
-    return seen
+        hit = inside & ok & ((z[c] - stored).abs() <= tolerance * stored)
+        # Along a camera's ray the depth grows linearly with the distance from its centre.
+        ratio = torch.where(hit, stored / z[c].clamp_min(1e-9), torch.ones_like(stored))
+        moved_sum += torch.where(hit[:, None], centres[c] + (points - centres[c]) * ratio[:, None], 0.0)
+        count += hit.to(points.dtype)
+        seen |= hit
+    moved = torch.where(seen[:, None], moved_sum / count.clamp_min(1)[:, None], points)
+    return seen, moved
+
+
+@dataclass(frozen=True)
+class Observation:
+    seen: Tensor  # [H, W] bool: the pixels the scene explains
+    depth: Tensor  # [H, W] on seen pixels, their depth by the keyframes that saw them (0 elsewhere)
 
 
 def observed(alpha: Tensor, depth: Tensor, camera: Cameras, support_cameras: Cameras, support_depths: Tensor,
-             support_valid: Tensor, config: MaskConfig) -> Tensor:
-    """alpha, depth [H, W] rendered at `camera` → bool [H, W]: the pixels the scene explains."""
+             support_valid: Tensor, config: MaskConfig) -> Observation:
+    """alpha, depth [H, W] rendered at `camera` → which pixels the scene explains, and their depth as
+    the keyframes that saw them stored it. That depth, not the render's, is what a new keyframe is
+    aligned to: the Gaussians' expected depth sits a little in front of the surface (their blobs
+    are hit front first), and aligning to it would compound keyframe after keyframe."""
     covered = (alpha >= config.alpha_threshold) & (depth > 0)
     points = unproject_depth(depth.float(), camera)[covered]
+    seen, moved = seen_by(points, support_cameras, support_depths, support_valid, config.depth_tolerance)
     out = torch.zeros_like(covered)
-    out[covered] = seen_by(points, support_cameras, support_depths, support_valid, config.depth_tolerance)
-    return out
+    out[covered] = seen
+    stored = torch.zeros_like(depth, dtype=torch.float32)
+    _, z = project_points(moved, camera.to(moved.device))
+    stored[covered] = torch.where(seen, z[0].float(), 0.0)
+    return Observation(out, stored)
 
 
 def _dilate(mask: Tensor, radius: int) -> Tensor:

@@ -25,7 +25,7 @@ def _observed_from(gaussians, camera, support_camera, support_depth, config=Mask
     with torch.no_grad():
         render = render_scene(gaussians, camera, "torch")
     return observed(render.alpha[0, ..., 0], render.depth[0, ..., 0], camera, support_camera, support_depth[None],
-                    support_depth[None] > 0, config)
+                    support_depth[None] > 0, config).seen
 
 
 def test_the_view_that_built_the_scene_needs_no_inpainting():
@@ -61,10 +61,34 @@ def test_a_point_at_a_depth_no_keyframe_saw_is_not_observed():
     depth = torch.full((1, SIZE, SIZE), 3.0)
     on_wall = torch.tensor([[0.0, 3.0, 1.6]])  # straight ahead, on the wall
     in_front = torch.tensor([[0.0, 2.0, 1.6]])  # a metre in front of it: never seen
-    assert seen_by(on_wall, camera, depth, depth > 0, 0.03).all()
-    assert not seen_by(in_front, camera, depth, depth > 0, 0.03).any()
+    assert seen_by(on_wall, camera, depth, depth > 0, 0.03)[0].all()
+    assert not seen_by(in_front, camera, depth, depth > 0, 0.03)[0].any()
     behind = torch.tensor([[0.0, -2.0, 1.6]])  # behind the camera
-    assert not seen_by(behind, camera, depth, depth > 0, 0.03).any()
+    assert not seen_by(behind, camera, depth, depth > 0, 0.03)[0].any()
+
+
+def test_observed_pixels_take_the_depth_the_keyframes_stored_not_the_renders():
+    """The render's expected depth sits in front of the surface (blobs are hit front first); aligning
+    new keyframes to it would drift nearer keyframe after keyframe."""
+    gaussians, path, depth = _wall_scene(distance=3.0)
+    turned, first = path.cameras(SIZE, [1]), path.cameras(SIZE, [0])  # 7.5° to the left
+    with torch.no_grad():
+        render = render_scene(gaussians, turned, "torch")
+    observation = observed(render.alpha[0, ..., 0], render.depth[0, ..., 0], turned, first, depth[None],
+                           depth[None] > 0, MaskConfig())
+    seen = observation.seen
+    assert seen.float().mean() > 0.7
+    # The wall is the plane y = 3 (3 m in front of the first camera): each seen pixel's depth must be
+    # where its ray from the turned camera (same centre) meets that plane.
+    camera = turned
+    rows, cols = torch.nonzero(seen, as_tuple=True)
+    K, c2w = camera.Ks[0], camera.camtoworlds[0]
+    rays = torch.stack([(cols + 0.5 - K[0, 2]) / K[0, 0], (rows + 0.5 - K[1, 2]) / K[1, 1], torch.ones_like(
+        rows, dtype=torch.float32)], -1) @ c2w[:3, :3].T
+    true_z = (3.0 - c2w[1, 3]) / rays[:, 1]  # the camera-space depth at which each ray meets y = 3
+    assert torch.allclose(observation.depth[rows, cols], true_z, rtol=1e-4)
+    rendered_error = (render.depth[0, ..., 0][rows, cols] / true_z - 1).abs().mean()
+    assert rendered_error > 10 * (observation.depth[rows, cols] / true_z - 1).abs().mean()
 
 
 def test_specks_are_dropped_and_holes_dilated():
