@@ -23,6 +23,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
                                                        "place of the generator (ORACLE EVIDENCE)"),
     "terms": ("backend.bench.terms", "per-step cost of each optional loss term (text prior, CLIP, cross-view) side by "
                                      "side, and the draft preset's end-to-end time"),
+    "scene-oracle": ("backend.bench.scene_oracle", "text → scene along a camera path on known scenes, ground truth in "
+                                                   "place of the inpainting and depth models (ORACLE EVIDENCE)"),
     "workers": ("backend.bench.workers", "scale-out: jobs/min and p50/p95 latency with 1, 2, ... Ray workers beside "
                                          "the in-process engine, and the front end's added latency"),
 }
