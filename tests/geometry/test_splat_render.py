@@ -5,7 +5,7 @@ import torch
 
 from backend.geometry import cameras as cm
 from backend.geometry import gaussians as gs
-from backend.geometry.optimize import DensifyConfig, FitConfig, OptimConfig, fit_to_views
+from backend.geometry.optimize import DensifyConfig, FitConfig, GaussianTrainer, OptimConfig, fit_to_views
 from backend.geometry.splat import render_splats
 from backend.geometry.splat.projection import project
 from backend.geometry.splat.torch_renderer import rasterize_tiled, rasterize_untiled
@@ -168,3 +168,28 @@ def test_a_gaussian_in_the_camera_plane_or_behind_it_gets_finite_gradients(depth
         assert torch.isfinite(param.grad).all(), name
     assert render.meta["radii"][0, 1].eq(0).all() and render.meta["radii"][0, 0].gt(0).all()
     assert g.params["means"].grad[0].abs().sum() > 0  # the visible one still learns
+
+
+def test_appending_gaussians_keeps_the_optimisers_moments_for_the_old_ones():
+    g = gs.random_in_sphere(50, 0.4, opacity=0.5, generator=torch.Generator().manual_seed(0))
+    trainer = GaussianTrainer(g, OptimConfig(), total_steps=10)
+    cameras = cm.orbit_cameras([0.0], [0.0], width=24, height=24)
+    for step in range(2):
+        render = render_splats(g, cameras, backgrounds=torch.zeros(3), backend="torch")
+        trainer.before_backward(step, render)
+        render.rgb.mean().backward()
+        trainer.after_backward(step, render)
+    before = {k: trainer.optimizers[k].state[g.params[k]]["exp_avg_sq"].clone() for k in ("means", "sh0")}
+    extra = gs.random_in_sphere(20, 0.4, opacity=0.5, generator=torch.Generator().manual_seed(1))
+    trainer.append(extra)
+    assert len(g) == 70 and g.params["means"].shape == (70, 3)
+    for key, old in before.items():
+        state = trainer.optimizers[key].state[g.params[key]]
+        assert torch.equal(state["exp_avg_sq"][:50], old) and (state["exp_avg_sq"][50:] == 0).all()
+        assert trainer.optimizers[key].param_groups[0]["params"][0] is g.params[key]
+    assert trainer.state["grad2d"] is None  # densification statistics restart at the new size
+    render = render_splats(g, cameras, backgrounds=torch.zeros(3), backend="torch")
+    trainer.before_backward(2, render)
+    render.rgb.mean().backward()
+    trainer.after_backward(2, render)
+    assert torch.isfinite(g.params["means"]).all() and g.params["means"].grad is None
