@@ -48,6 +48,16 @@ def _refuse(operator, message: str, hint: str = "") -> set[str]:
     return {"CANCELLED"}
 
 
+def _connect_and_submit(operator, context, request) -> set[str]:
+    """Connect (starting a local backend when the preferences say so) and send `request`."""
+    try:
+        _endpoint_and_connect(context)
+        session.get().submit(request)
+    except session.ConnectError as exc:
+        return _refuse(operator, str(exc), exc.hint)
+    return {"FINISHED"}
+
+
 def _submit(operator, context, image, prompt: str, quality: str, seed: int, options: dict,
             replaces: int | None = None) -> set[str]:
     try:
@@ -172,12 +182,7 @@ class LIFT3D_OT_enhance(bpy.types.Operator):
         request = EnhanceRequest(image=data, source_name=source_name, size=size, reference=reference,
                                  reference_name=settings.reference.name if settings.reference else "",
                                  options=settings.options())
-        try:
-            _endpoint_and_connect(context)
-            session.get().submit(request)
-        except session.ConnectError as exc:
-            return _refuse(self, str(exc), exc.hint)
-        return {"FINISHED"}
+        return _connect_and_submit(self, context, request)
 
 
 NO_TEXTURE_PROMPT = "Describe the texture (or choose a reference image)"
@@ -332,23 +337,18 @@ class LIFT3D_OT_scene(bpy.types.Operator):
         reason = scene_blocked_reason(context, s)
         if reason:
             return _refuse(self, reason)
-        poses, fov, frame_start, frame_step = None, 60.0, context.scene.frame_start, 1
+        poses, fov, frames = None, 60.0, ()
         try:
             if s.trajectory == "camera":
-                poses, fov, frame_start, frame_step = scene_mode.read_camera_path(context.scene, context.scene.camera)
+                poses, fov, frames = scene_mode.read_camera_path(context.scene, context.scene.camera)
             image = image_bytes(s.image) if s.image is not None else None
         except (scene_mode.CameraPathError, ImageSourceError, OSError) as exc:
             return _refuse(self, str(exc))
         request = SceneRequest(prompt=s.prompt.strip(), trajectory=s.trajectory, poses=poses, fov_deg=fov,
                                image=image, image_name=s.image.name if s.image is not None else "",
-                               quality=s.quality, seed=s.seed, options=s.options(), frame_start=frame_start,
-                               frame_step=frame_step, scene_name=context.scene.name)
-        try:
-            _endpoint_and_connect(context)
-            session.get().submit(request)
-        except session.ConnectError as exc:
-            return _refuse(self, str(exc), exc.hint)
-        return {"FINISHED"}
+                               quality=s.quality, seed=s.seed, options=s.options(), frames=frames,
+                               frame_start=context.scene.frame_start, scene_name=context.scene.name)
+        return _connect_and_submit(self, context, request)
 
 
 class LIFT3D_OT_cancel(bpy.types.Operator):

@@ -16,6 +16,7 @@ from .texture import MATERIAL_MODES
 from .core.wire import RequestKind, options
 
 QUALITY_ITEMS = [(p.name, p.label, p.description) for p in options.QUALITY_PRESETS]
+SCENE_QUALITY_ITEMS = [(p.name, p.label, options.SCENE_PRESETS[p.name].description) for p in options.QUALITY_PRESETS]
 _CONSTRUCTORS = {"BOOL": BoolProperty, "INT": IntProperty, "FLOAT": FloatProperty, "ENUM": EnumProperty}
 
 
@@ -98,7 +99,7 @@ class Lift3DSceneSettings(bpy.types.PropertyGroup):
                                              "Diffusion draws it from the prompt"),
         "trajectory": EnumProperty(name="Path", items=TRAJECTORY_ITEMS, default="orbit",
                                    description="Where the camera goes while the scene grows"),
-        "quality": EnumProperty(name="Quality", items=QUALITY_ITEMS, default="draft"),
+        "quality": EnumProperty(name="Quality", items=SCENE_QUALITY_ITEMS, default=options.DEFAULT_SCENE_QUALITY),
         "seed": IntProperty(name="Seed", default=0, min=0, description="Same seed, prompt and path: same scene"),
         **_option_annotations(panel_properties(RequestKind.SCENE), RequestKind.SCENE),
     }

@@ -142,7 +142,7 @@ def _build_scene(job: Job, effect: BuildScene) -> None:
     try:
         mesh_ob, _camera = scene_mode.build_scene(
             effect.result, name=effect.name, camera_name=effect.camera_name, properties=effect.properties,
-            frame_start=effect.frame_start, frame_step=effect.frame_step, collection=_collection(job))
+            frames=effect.frames, collection=_collection(job))
     except (ValueError, RuntimeError, MemoryError, TypeError) as exc:
         traceback.print_exc()
         job.scene_failed(str(exc))

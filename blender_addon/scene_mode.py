@@ -21,11 +21,11 @@ class CameraPathError(ValueError):
     """The active camera cannot give a path; the message says what to do."""
 
 
-def read_camera_path(scene, camera) -> tuple[np.ndarray, float, int, int]:
+def read_camera_path(scene, camera) -> tuple[np.ndarray, float, tuple[int, ...]]:
     """The active camera's animation from the scene's start to its end frame → (matrix_world per
-    pose [P, 4, 4] float32, square field of view in degrees, first frame, frames between poses).
-    Longer animations are sampled every few frames to stay within `MAX_POSES`. The current frame is
-    put back afterwards."""
+    pose [P, 4, 4] float32, square field of view in degrees, the frame of each pose). Longer
+    animations are sampled every few frames to stay within `MAX_POSES`, the end frame always kept.
+    The current frame is put back afterwards."""
     if camera is None or camera.type != "CAMERA":
         raise CameraPathError("the scene has no active camera: add one, animate it and make it the scene camera "
                               "(or choose a preset path)")
@@ -33,8 +33,10 @@ def read_camera_path(scene, camera) -> tuple[np.ndarray, float, int, int]:
         raise CameraPathError(f"the camera '{camera.name}' is {camera.data.type.lower()}; Scene mode needs a "
                               "perspective camera")
     start, end = scene.frame_start, scene.frame_end
-    step = max(1, math.ceil((end - start + 1) / MAX_POSES))
+    step = max(1, math.ceil((end - start + 1) / (MAX_POSES - 1)))
     frames = list(range(start, end + 1, step))
+    if frames[-1] != end:
+        frames.append(end)
     current, subframe = scene.frame_current, scene.frame_subframe
     matrices = []
     try:
@@ -50,14 +52,15 @@ def read_camera_path(scene, camera) -> tuple[np.ndarray, float, int, int]:
     render = scene.render
     width = max(1, round(render.resolution_x * render.pixel_aspect_x))
     height = max(1, round(render.resolution_y * render.pixel_aspect_y))
-    return path, square_fov_deg(camera.data, width, height), start, step
+    return path, square_fov_deg(camera.data, width, height), tuple(frames)
 
 
-def build_scene(result, *, name: str, camera_name: str, properties: dict, frame_start: int, frame_step: int,
+def build_scene(result, *, name: str, camera_name: str, properties: dict, frames: tuple[int, ...],
                 collection) -> tuple["bpy.types.Object", "bpy.types.Object"]:
     """The scene mesh (world coordinates kept: its origin at its bounding box's bottom centre) and the
-    path camera, keyframed once per pose (quaternions kept continuous, so the camera turns the short
-    way between poses). Nothing is left behind on failure."""
+    path camera, keyframed once per pose at `frames` (quaternions kept continuous, so the camera turns
+    the short way between poses) with the square field of view the scene was grown with. Nothing is
+    left behind on failure."""
     anchor = placement(np.asarray(result.vertices, np.float32), None)[1] if len(result.vertices) else np.zeros(3)
     mesh_ob = importer.build_mesh_object(result, name=name, location=tuple(anchor), target_size=None,
                                          properties=properties, collection=collection)
@@ -74,12 +77,13 @@ def build_scene(result, *, name: str, camera_name: str, properties: dict, frame_
             camera[key] = value
         camera["lift3d_stage"] = "scene_camera"
         previous = None
-        for index, matrix in enumerate(np.asarray(result.cameras, np.float64)):
+        if len(frames) != len(result.cameras):
+            raise ValueError(f"{len(result.cameras)} path cameras for {len(frames)} frames")
+        for frame, matrix in zip(frames, np.asarray(result.cameras, np.float64)):
             camera.matrix_world = _rows(matrix)
             if previous is not None:
                 camera.rotation_quaternion.make_compatible(previous)
             previous = camera.rotation_quaternion.copy()
-            frame = frame_start + index * frame_step
             camera.keyframe_insert("location", frame=frame)
             camera.keyframe_insert("rotation_quaternion", frame=frame)
         collection.objects.link(camera)

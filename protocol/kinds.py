@@ -49,7 +49,7 @@ STAGE_SHARES: dict[RequestKind, tuple[tuple[Stage, float], ...]] = {
     # Check and unwrap the mesh (or keep its UVs) and find each texel's surface point; paint view
     # after view (the diffusion model's share); fill what no view saw, dilate the gutters.
     RequestKind.TEXTURE: ((Stage.UV, 0.1), (Stage.PAINT, 0.8), (Stage.TEXTURE, 0.1)),
-    # Load the models and make the first keyframe; grow the scene keyframe by keyframe (inpainting,
+    # Load the models; make the first keyframe and grow the scene keyframe by keyframe (inpainting,
     # depth, replay optimisation); fuse the keyframes' depth into a mesh.
     RequestKind.SCENE: ((Stage.PREPROCESS, 0.05), (Stage.KEYFRAMES, 0.9), (Stage.MESH, 0.05)),
 }

@@ -367,7 +367,7 @@ class Scene(Message):
     trajectory: str = text(MAX_NAME_CHARS, default="orbit")
     poses: np.ndarray | None = array(("P", 4, 4), {F32}, default=None)
     fov_deg: float = 60.0
-    quality: str = text(MAX_NAME_CHARS, default="draft")
+    quality: str = text(MAX_NAME_CHARS, default="draft")  # options.DEFAULT_SCENE_QUALITY
     seed: int = integer(0, 2**32 - 1, default=0)
     options: Json = field(default_factory=dict)
 

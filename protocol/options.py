@@ -279,9 +279,32 @@ SCENE_OPTIONS: tuple[OptionSpec, ...] = (
         "Optimisation steps of the Gaussians after each keyframe, on views drawn from every keyframe so far "
         "(so the scene does not forget the first ones).", _SCENE, minimum=1, maximum=2000, initial=80),
     OptionSpec(
-        "inpaint_steps", "int", "Inpaint steps", "Denoising steps of the inpainting model per keyframe.", _SCENE,
-        minimum=1, maximum=100, initial=30),
+        "inpaint_steps", "int", "Inpaint steps",
+        "Denoising steps of the inpainting model per keyframe (and of the text-to-image model that draws the "
+        "first keyframe when no image is given).", _SCENE, minimum=1, maximum=100, initial=30),
 )
+
+
+@dataclass(frozen=True)
+class ScenePreset:
+    """What a quality preset means for a `scene` request (the options it decides)."""
+    size: int
+    replay_steps: int
+    inpaint_steps: int
+
+    @property
+    def description(self) -> str:
+        return (f"{self.size}² keyframes, {self.replay_steps} replay steps per keyframe, {self.inpaint_steps} "
+                f"inpainting steps")
+
+
+SCENE_PRESETS: dict[str, ScenePreset] = {
+    "draft": ScenePreset(size=256, replay_steps=40, inpaint_steps=20),
+    "standard": ScenePreset(size=384, replay_steps=80, inpaint_steps=30),
+    "high": ScenePreset(size=512, replay_steps=150, inpaint_steps=50),
+}
+DEFAULT_SCENE_QUALITY = "draft"
+"""A scene is many generations' work: its requests and the panel default to draft."""
 OPTIONS = OPTIONS + TEXTURE_OPTIONS + SCENE_OPTIONS
 _BY_NAME: dict[str, OptionSpec] = {spec.name: spec for spec in OPTIONS}
 

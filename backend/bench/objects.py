@@ -226,18 +226,25 @@ def _builders(texture_size: int) -> dict[str, Callable[[], TexturedMesh]]:
     }
 
 
-def load_glb(path: Path, texture_size: int = TEXTURE_SIZE) -> TexturedMesh:
-    """A textured GLB/GLTF as ground truth (its own UVs and base-colour texture), normalised in size."""
+def read_textured_glb(path: Path):
+    """A GLB/GLTF holding one textured mesh → (the trimesh mesh, still +Y up, its base-colour image);
+    ValueError naming what is missing."""
     scene = trimesh.load(path, force="scene")
     meshes = [g for g in scene.dump() if isinstance(g, trimesh.Trimesh)]
     if len(meshes) != 1:
         raise ValueError(f"{path}: expected one textured mesh, found {len(meshes)} meshes; join them first")
     mesh = meshes[0]
-    visual = mesh.visual
-    image = getattr(getattr(visual, "material", None), "baseColorTexture", None) or getattr(
-        getattr(visual, "material", None), "image", None)
-    if getattr(visual, "uv", None) is None or image is None:
+    material = getattr(mesh.visual, "material", None)
+    image = getattr(material, "baseColorTexture", None) or getattr(material, "image", None)
+    if getattr(mesh.visual, "uv", None) is None or image is None:
         raise ValueError(f"{path}: the mesh has no UVs or no base-colour texture")
+    return mesh, image
+
+
+def load_glb(path: Path, texture_size: int = TEXTURE_SIZE) -> TexturedMesh:
+    """A textured GLB/GLTF as ground truth (its own UVs and base-colour texture), normalised in size."""
+    mesh, image = read_textured_glb(path)
+    visual = mesh.visual
     # glTF is +Y up; Lift3D's world is Blender's +Z up.
     mesh.apply_transform(_rotation((1, 0, 0), 90))
     mesh.apply_translation(-mesh.bounding_box.centroid)

@@ -243,7 +243,8 @@ def main(args: argparse.Namespace) -> int:
         results.append(result)
         rows.append(sheet)
         print(f"  {name}: held-out {result.heldout_psnr:.2f} dB, F-score {result.fscore:.3f}, {result.seconds:.0f} s")
-    (args.out / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=2, default=_jsonable))
+    (args.out / "results.json").write_text(json.dumps(_finite([asdict(r) for r in results]), indent=2,
+                                                      allow_nan=False))
     _sheet(rows, args.out / "contact_sheet.png")
     print()
     print(format_table(results))
@@ -253,7 +254,12 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _jsonable(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return str(value)
+def _finite(value):
+    """NaN and infinities (a metric with nothing to measure) as null: results.json stays valid JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

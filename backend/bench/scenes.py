@@ -31,6 +31,8 @@ from backend.geometry.mesh_cleanup import vertex_normals
 from backend.geometry.textured_mesh import TexturedMesh
 from backend.geometry.uv_atlas import unwrap
 
+from .objects import read_textured_glb
+
 SCENES = ("room", "outdoor")
 TEXTURE_SIZE = 2048
 EYE_HEIGHT = 1.6
@@ -218,16 +220,8 @@ def build_scene(name: str, texture_size: int = TEXTURE_SIZE) -> TexturedMesh:
 def load_scene_glb(path: Path, texture_size: int = TEXTURE_SIZE) -> TexturedMesh:
     """A textured GLB scene as ground truth: its own UVs and base-colour texture, +Y up turned to
     +Z up, in its own units (metres in glTF), not rescaled; subdivided like the built-in scenes."""
-    scene = trimesh.load(path, force="scene")
-    meshes = [g for g in scene.dump() if isinstance(g, trimesh.Trimesh)]
-    if len(meshes) != 1:
-        raise ValueError(f"{path}: expected one textured mesh, found {len(meshes)} meshes; join them first")
-    mesh = meshes[0]
+    mesh, image = read_textured_glb(path)
     visual = mesh.visual
-    material = getattr(visual, "material", None)
-    image = getattr(material, "baseColorTexture", None) or getattr(material, "image", None)
-    if getattr(visual, "uv", None) is None or image is None:
-        raise ValueError(f"{path}: the mesh has no UVs or no base-colour texture")
     mesh.apply_transform(trimesh.transformations.rotation_matrix(math.pi / 2, (1, 0, 0)))
     texture = torch.from_numpy(np.asarray(image.convert("RGB").resize((texture_size, texture_size)),
                                           dtype=np.float32) / 255.0)
@@ -242,13 +236,15 @@ def load_scene_glb(path: Path, texture_size: int = TEXTURE_SIZE) -> TexturedMesh
 
 
 def is_room(mesh: TexturedMesh, eye_height: float = EYE_HEIGHT) -> bool:
-    """Whether a scene encloses its centre at eye height: four level views from there (front,
-    back, left, right) are each at least 99 % covered."""
+    """Whether a scene encloses its centre at eye height: four level views from there (front, left,
+    back, right) are each at least 99 % covered."""
     from backend.geometry import mesh_raster
-    from backend.scene.trajectory import preset
+    from backend.scene.trajectory import Trajectory, _yaw_camtoworld
 
-    eye = tuple(float(x) for x in scene_eye(mesh, eye_height))
-    cameras = preset("orbit", 4, eye=eye, fovy_deg=60.0).cameras(32, [0, 4, 8, 12])
+    eye = scene_eye(mesh, eye_height)
+    poses = torch.tensor(np.stack([_yaw_camtoworld(eye, yaw) for yaw in (0.0, 90.0, 180.0, 270.0)]),
+                         dtype=torch.float32)
+    cameras = Trajectory(poses, 60.0).cameras(32)
     with torch.no_grad():
         fragments = mesh_raster.rasterize(mesh.vertices, mesh.faces, cameras.viewmats, cameras.Ks, 32, 32,
                                           backend="torch")

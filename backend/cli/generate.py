@@ -8,7 +8,10 @@ import resource
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from protocol import RequestKind
 from protocol.options import DEFAULT_QUALITY, QUALITY_NAMES, OptionError, options_for, parse_cli_value
@@ -104,6 +107,40 @@ def open_registry(args: argparse.Namespace):
     return registry
 
 
+@dataclass
+class JobRun:
+    """What `run_in_process` hands back: the job's result, the registry it ran on, when it started."""
+    outcome: Any
+    registry: Any
+    started: float
+
+
+def run_in_process(args: argparse.Namespace, job: Callable[[Any, Any], Any], default_stage: str = "") -> JobRun | int:
+    """The part every in-process command shares once its input is checked: refuse an `--out` that is a
+    file, open the registry, run `job(registry, ctx)` under a progress bar, and turn Ctrl+C, a
+    cancellation or a PipelineError into an exit code with nothing written (→ the code)."""
+    from ..serving.context import JobCancelled, PipelineError, StageContext
+
+    if args.out.exists() and not args.out.is_dir():
+        return fail(EXIT_BAD_INPUT, f"--out {args.out} exists and is not a folder")
+    registry = open_registry(args)
+    if isinstance(registry, int):
+        return registry
+    bar = _ProgressBar()
+    ctx = StageContext(bar, threading.Event())
+    started = time.perf_counter()
+    try:
+        outcome = job(registry, ctx)
+    except (KeyboardInterrupt, JobCancelled):
+        return fail(EXIT_CANCELLED, "cancelled; nothing was written")
+    except PipelineError as exc:
+        code = EXIT_BAD_INPUT if exc.code == "invalid_request" else EXIT_FAILED
+        return fail(code, f"{ctx.stage or default_stage}: {exc}", exc.hint)
+    finally:
+        bar.close()
+    return JobRun(outcome, registry, started)
+
+
 def _peak_memory() -> dict[str, float]:
     import torch
 
@@ -117,7 +154,7 @@ def main(args: argparse.Namespace) -> int:
     from protocol import Generate, ProtocolError
 
     from ..pipelines.cache import ResultCache
-    from ..serving.context import JobCancelled, PipelineError, StageContext
+    from ..serving.context import PipelineError
     from ..models.registry import TINY_NOTICE
     from .outputs import write_outputs
     from ..pipelines.generate import GenerationPipeline
@@ -143,29 +180,14 @@ def main(args: argparse.Namespace) -> int:
         return fail(EXIT_BAD_INPUT, str(exc), exc.hint)
     except (ValueError, ProtocolError) as exc:
         return fail(EXIT_BAD_INPUT, str(exc))
-    if args.out.exists() and not args.out.is_dir():
-        return fail(EXIT_BAD_INPUT, f"--out {args.out} exists and is not a folder")
-    registry = open_registry(args)
-    if isinstance(registry, int):
-        return registry
-    pipeline = GenerationPipeline(registry, ResultCache(args.cache_dir))
-    bar = _ProgressBar()
-    cancel = threading.Event()
-    ctx = StageContext(bar, cancel)
-    started = time.perf_counter()
-    try:
-        final = pipeline.run(inputs, ctx)
-    except KeyboardInterrupt:
-        bar.close()
-        return fail(EXIT_CANCELLED, "cancelled; nothing was written")
-    except JobCancelled:
-        bar.close()
-        return fail(EXIT_CANCELLED, "cancelled; nothing was written")
-    except PipelineError as exc:
-        bar.close()
-        code = EXIT_BAD_INPUT if exc.code == "invalid_request" else EXIT_FAILED
-        return fail(code, f"{ctx.stage or 'preprocess'}: {exc}", exc.hint)
-    bar.close()
+    def job(registry, ctx):
+        pipeline = GenerationPipeline(registry, ResultCache(args.cache_dir))
+        return pipeline, pipeline.run(inputs, ctx)  # the pipeline keeps the report, Gaussians and fixer
+
+    run = run_in_process(args, job, default_stage="preprocess")
+    if isinstance(run, int):
+        return run
+    (pipeline, final), registry, started = run.outcome, run.registry, run.started
     report = pipeline.last_report.to_dict()
     report.update(image=str(args.image), seed=args.seed, preset=args.preset, models=registry.preset,
                   tiny=registry.is_tiny, device=str(registry.device), total_s=time.perf_counter() - started,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import threading
 import time
 from pathlib import Path
 
@@ -23,10 +22,9 @@ import numpy as np
 from protocol import RequestKind
 from protocol.options import QUALITY_NAMES, OptionError, options_for
 
-from .generate import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED, _peak_memory, _ProgressBar, fail, open_registry, \
-    parse_options
+from ..scene.trajectory import PRESETS
+from .generate import EXIT_BAD_INPUT, _peak_memory, fail, parse_options, run_in_process
 
-PRESETS = ("orbit", "forward", "pan")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,7 +96,7 @@ def main(args: argparse.Namespace) -> int:
     from ..models.registry import TINY_NOTICE
     from ..pipelines.cache import ResultCache
     from ..pipelines.scene import ScenePipeline, scene_inputs
-    from ..serving.context import JobCancelled, PipelineError, StageContext
+    from ..serving.context import PipelineError
     from .outputs import staged
 
     image = None
@@ -125,24 +123,11 @@ def main(args: argparse.Namespace) -> int:
         return fail(EXIT_BAD_INPUT, str(exc), exc.hint)
     except ValueError as exc:
         return fail(EXIT_BAD_INPUT, str(exc))
-    if args.out.exists() and not args.out.is_dir():
-        return fail(EXIT_BAD_INPUT, f"--out {args.out} exists and is not a folder")
-    registry = open_registry(args)
-    if isinstance(registry, int):
-        return registry
-    pipeline = ScenePipeline(registry, ResultCache(args.cache_dir))
-    bar = _ProgressBar()
-    ctx = StageContext(bar, threading.Event())
-    started = time.perf_counter()
-    try:
-        outcome = pipeline.grow(inputs, ctx)
-    except (KeyboardInterrupt, JobCancelled):
-        bar.close()
-        return fail(EXIT_CANCELLED, "cancelled; nothing was written")
-    except PipelineError as exc:
-        bar.close()
-        return fail(EXIT_BAD_INPUT if exc.code == "invalid_request" else EXIT_FAILED, f"{ctx.stage}: {exc}", exc.hint)
-    bar.close()
+    run = run_in_process(args, lambda registry, ctx: ScenePipeline(registry, ResultCache(args.cache_dir)).grow(
+        inputs, ctx))
+    if isinstance(run, int):
+        return run
+    outcome, registry, started = run.outcome, run.registry, run.started
     label = "TINY PRESET: random weights, wiring check only" if registry.is_tiny else ""
     config = inputs.config
     report = {

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import threading
 import time
 from pathlib import Path
 
@@ -19,8 +18,7 @@ import numpy as np
 from protocol import RequestKind
 from protocol.options import TEXTURE_REQUEST_SIZE, OptionError, option, options_for
 
-from .generate import (EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED, _peak_memory, _ProgressBar, fail, open_registry,
-                       parse_options)
+from .generate import EXIT_BAD_INPUT, _peak_memory, fail, parse_options, run_in_process
 
 # glTF is +Y up; Lift3D's world (and Blender's) is +Z up: (x, y, z) → (x, −z, y).
 _Y_UP_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]], np.float32)
@@ -90,7 +88,7 @@ def main(args: argparse.Namespace) -> int:
     from ..models.registry import TINY_NOTICE
     from ..pipelines.cache import ResultCache
     from ..pipelines.texture import TexturePipeline, inputs_from_arrays
-    from ..serving.context import JobCancelled, PipelineError, StageContext
+    from ..serving.context import PipelineError
     from .outputs import staged
 
     if not args.mesh.is_file():
@@ -113,24 +111,11 @@ def main(args: argparse.Namespace) -> int:
         return fail(EXIT_BAD_INPUT, str(exc), exc.hint)
     except ValueError as exc:
         return fail(EXIT_BAD_INPUT, str(exc))
-    if args.out.exists() and not args.out.is_dir():
-        return fail(EXIT_BAD_INPUT, f"--out {args.out} exists and is not a folder")
-    registry = open_registry(args)
-    if isinstance(registry, int):
-        return registry
-    pipeline = TexturePipeline(registry, ResultCache(args.cache_dir))
-    bar = _ProgressBar()
-    ctx = StageContext(bar, threading.Event())
-    started = time.perf_counter()
-    try:
-        outcome = pipeline.paint(inputs, ctx)
-    except (KeyboardInterrupt, JobCancelled):
-        bar.close()
-        return fail(EXIT_CANCELLED, "cancelled; nothing was written")
-    except PipelineError as exc:
-        bar.close()
-        return fail(EXIT_BAD_INPUT if exc.code == "invalid_request" else EXIT_FAILED, f"{ctx.stage}: {exc}", exc.hint)
-    bar.close()
+    run = run_in_process(args, lambda registry, ctx: TexturePipeline(registry, ResultCache(args.cache_dir)).paint(
+        inputs, ctx))
+    if isinstance(run, int):
+        return run
+    outcome, registry, started = run.outcome, run.registry, run.started
     layout, mesh = outcome.layout, inputs.mesh
     from ..geometry.mesh_cleanup import vertex_normals
 

@@ -15,18 +15,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .refiners import _step_adapter
 from .weights import torch_variant
 
 StepCallback = Callable[[int, int], None]
 NEGATIVE_PROMPT = "blurry, low quality, text, watermark, frame, border, distorted"
-
-
-def _callback(on_step: StepCallback | None):
-    def callback(pipe, step: int, timestep, kwargs: dict) -> dict:
-        if on_step is not None:
-            on_step(step + 1, pipe.num_timesteps)
-        return kwargs
-    return callback
 
 
 def _check(name: str, tensor: Tensor, channels: int, size: tuple[int, int] | None = None) -> None:
@@ -74,7 +67,7 @@ class SceneInpainter:
         out = self.pipe(prompt=prompt, negative_prompt=negative_prompt, image=image.to(self.device, self.dtype),
                         mask_image=mask.to(self.device, self.dtype), height=height, width=width, strength=1.0,
                         num_inference_steps=steps, guidance_scale=guidance_scale, generator=generator,
-                        output_type="pt", callback_on_step_end=_callback(on_step))
+                        output_type="pt", callback_on_step_end=_step_adapter(on_step))
         return out.images.float().clamp(0, 1)
 
 
@@ -94,7 +87,7 @@ def text_to_image(stable_diffusion_pipe, prompt: str, size: int, *, steps: int =
     pipe.set_progress_bar_config(disable=True)
     out = pipe(prompt=prompt, negative_prompt=negative_prompt, height=size, width=size, num_inference_steps=steps,
                guidance_scale=guidance_scale, generator=generator, output_type="pt",
-               callback_on_step_end=_callback(on_step))
+               callback_on_step_end=_step_adapter(on_step))
     return out.images.float().clamp(0, 1)
 
 

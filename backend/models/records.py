@@ -203,7 +203,6 @@ _DIFIX_LICENCE = ("NVIDIA License (non-commercial: research or evaluation only),
 
 def _difix(ctx: LoadContext) -> DifixFixer:
     from .difix import DifixFixer
-    from .inpainting import SceneInpainter
 
     return DifixFixer.from_pretrained(ctx.folder, reference=False, **ctx.placement())
 
@@ -218,7 +217,6 @@ DIFIX: ModelRecord[DifixFixer] = ModelRecord("difix", (ModelSpec(
 
 def _difix_ref(ctx: LoadContext) -> DifixFixer:
     from .difix import DifixFixer
-    from .inpainting import SceneInpainter
 
     return DifixFixer.from_pretrained(ctx.folder, reference=True, **ctx.placement())
 

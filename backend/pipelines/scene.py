@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from protocol import MeshMetadata, RequestKind, Scene, SceneResult, Stage
-from protocol.options import QUALITY_NAMES, OptionError, validate_options
+from protocol.options import QUALITY_NAMES, SCENE_PRESETS, OptionError, validate_options
 
 from ..geometry import gaussians as gs
 from ..geometry.cameras import Cameras
@@ -45,20 +45,11 @@ log = logging.getLogger(__name__)
 
 CACHE_STAGE = "scene"
 MAX_PREVIEW_SPLATS = 200_000
+DIFFUSION_SIDE = 512
+"""Stable Diffusion 1.5 draws at 512² (what it was trained at; at 256² its pictures fall apart): a
+keyframe is drawn or inpainted at least this large and resized to the keyframe size."""
 
 
-@dataclass(frozen=True)
-class ScenePreset:
-    size: int
-    replay_steps: int
-    inpaint_steps: int
-
-
-SCENE_PRESETS = {
-    "draft": ScenePreset(size=256, replay_steps=40, inpaint_steps=20),
-    "standard": ScenePreset(size=384, replay_steps=80, inpaint_steps=30),
-    "high": ScenePreset(size=512, replay_steps=150, inpaint_steps=50),
-}
 FIRST_STEPS_FACTOR = 2
 """The first keyframe, alone, is optimised twice as long as each later one's replay."""
 
@@ -116,6 +107,13 @@ def scene_inputs(prompt: str, image: bytes | None, trajectory: str, poses: np.nd
     return SceneInputs(prompt, image, path, config, int(options.get("inpaint_steps", preset.inpaint_steps)), quality)
 
 
+def _resized(image: Tensor, side: int, mode: str = "bilinear") -> Tensor:  # [1, C, H, W] → [1, C, side, side]
+    if image.shape[-1] == side:
+        return image
+    kwargs = {"antialias": True, "align_corners": False} if mode == "bilinear" else {}
+    return F.interpolate(image, (side, side), mode=mode, **kwargs)
+
+
 def square(rgb: np.ndarray, size: int) -> Tensor:
     """uint8 [H, W, 3] → the centre square resized to size² → float [size, size, 3] in [0, 1]."""
     image = torch.from_numpy(np.ascontiguousarray(rgb[..., :3])).float() / 255
@@ -139,14 +137,18 @@ class ModelInpainter:
         return on_step
 
     def first_frame(self, prompt: str, camera: Cameras, generator: torch.Generator) -> Tensor:
-        image = text_to_image(self.refiner.pipe, prompt, camera.width, steps=self.steps, generator=generator,
+        side = max(DIFFUSION_SIDE, camera.width)
+        image = text_to_image(self.refiner.pipe, prompt, side, steps=self.steps, generator=generator,
                               on_step=self._on_step("drawing the first keyframe"))
-        return image[0].permute(1, 2, 0)
+        return _resized(image.float(), camera.width)[0].permute(1, 2, 0)
 
     def inpaint(self, image: Tensor, mask: Tensor, prompt: str, camera: Cameras, generator: torch.Generator) -> Tensor:
-        out = self.inpainter.inpaint(image.permute(2, 0, 1)[None], mask[None, None].float(), prompt, steps=self.steps,
-                                     generator=generator, on_step=self._on_step("inpainting"))
-        return out[0].permute(1, 2, 0)
+        side = max(DIFFUSION_SIDE, camera.width)
+        big_image = _resized(image.permute(2, 0, 1)[None].float(), side)
+        big_mask = _resized(mask[None, None].float(), side, mode="nearest")
+        out = self.inpainter.inpaint(big_image, big_mask, prompt, steps=self.steps, generator=generator,
+                                     on_step=self._on_step("inpainting"))
+        return _resized(out.float(), camera.width)[0].permute(1, 2, 0)
 
 
 class ModelDepth:
@@ -199,7 +201,7 @@ class ScenePipeline:
             gaussians = gaussians_from_payload({k[2:]: v for k, v in arrays.items() if k.startswith("g_")}, "cpu")
             return SceneOutcome(gaussians, FusedMesh(arrays["vertices"], arrays["faces"], arrays["colors"]),
                                 [int(k) for k in arrays["keyframes"]], list(arrays["keyframe_images"]),
-                                cached=True)
+                                list(entry.meta.get("stats", [])), cached=True)
         seconds: dict[str, float] = {}
         started = time.perf_counter()
         first_image = None
@@ -237,7 +239,8 @@ class ScenePipeline:
             ctx.report(Stage.KEYFRAMES, grower.steps_done, total,
                        f"keyframe {kf.keyframe + 1} of {len(keyframes)} added: {kf.inpainted:.0%} inpainted, "
                        f"{kf.gaussians:,} Gaussians")
-            ctx.preview(kf.keyframe, **preview_arrays(gaussians, MAX_PREVIEW_SPLATS))
+            if ctx.preview_due():  # throttled: no arrays built for a preview that would be dropped
+                ctx.preview(kf.keyframe, **preview_arrays(gaussians, MAX_PREVIEW_SPLATS))
 
         progress_inpainter = ModelInpainter(*inpainter, inputs.inpaint_steps, ctx, lambda m: progress(m))
         grower = SceneGrower(inputs.trajectory, inputs.prompt, progress_inpainter, depth, config,
@@ -261,14 +264,14 @@ class ScenePipeline:
         started = time.perf_counter()
         ctx.report(Stage.MESH, 0, 1, "fusing the keyframes' depth into a mesh")
         gaussians = grown.gaussians.detached().to("cpu")
-        mesh = fuse_keyframes(grown.gaussians, grown.support)
+        mesh = fuse_keyframes(grown.gaussians, grown.support, check=ctx.check_cancelled)
         seconds["mesh"] = time.perf_counter() - started
         ctx.report(Stage.MESH, 1, 1, f"{len(mesh.faces):,} triangles")
         if key is not None:
             arrays = {"vertices": mesh.vertices, "faces": mesh.faces, "colors": mesh.colors,
                       "keyframes": np.asarray(grown.keyframes, np.int32), "keyframe_images": np.stack(images),
                       **{f"g_{k}": v for k, v in gaussians_payload(gaussians).items()}}
-            self.cache.put(CACHE_STAGE, key, arrays)
+            self.cache.put(CACHE_STAGE, key, arrays, {"stats": stats})
         return SceneOutcome(gaussians, mesh, grown.keyframes, images, stats, seconds)
 
     def _models(self, inputs: SceneInputs, ctx: StageContext, need_text_to_image: bool):

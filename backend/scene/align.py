@@ -49,7 +49,8 @@ def fit_scale_shift(predicted: Tensor, target: Tensor, mask: Tensor, iterations:
     to give disparity up to a small shift, so that is the better guess. So is a scale-and-shift fit
     that comes out with a negative scale (the estimate disagrees with the render about what is
     near): the scale-only fit still places the new pixels at the right distance on average."""
-    x, y = predicted[mask].double(), target[mask].double()
+    # On the CPU in float64: a few thousand values, and some accelerators (Apple's MPS) have no float64.
+    x, y = predicted[mask].detach().cpu().double(), target[mask].detach().cpu().double()
     if x.numel() < MIN_PIXELS:
         raise AlignmentError(f"only {x.numel()} known pixels to align the depth on (need {MIN_PIXELS})")
     if scale_only is None:
@@ -117,7 +118,7 @@ def first_frame_depth(predicted: Tensor, median_depth: float, far_share: float =
     of the median (sky, at infinity) get depth 0 (no surface)."""
     positive = predicted[predicted > 0]
     if positive.numel() < MIN_PIXELS:
-        raise AlignmentError("the depth estimate of the first frame is empty")
+        raise AlignmentError("the depth estimate is empty (no positive disparity)")
     median = positive.median()
     depth = median_depth * median / predicted.clamp_min(1e-12)
     return torch.where(predicted > far_share * median, depth, torch.zeros_like(depth))

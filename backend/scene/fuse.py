@@ -10,6 +10,7 @@ filter). Vertex colours come from the render.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,11 +54,13 @@ def grid_mesh(rgb: Tensor, depth: Tensor, region: Tensor, camera: Cameras, strid
 
 
 def fuse_keyframes(gaussians: gs.Gaussians, support: SupportDatabase, *, stride: int = 2, max_stretch: float = 0.1,
-                   backend: str = "auto") -> FusedMesh:
-    """The scene as one vertex-coloured triangle mesh (see the module docstring)."""
+                   backend: str = "auto", check: Callable[[], None] = lambda: None) -> FusedMesh:
+    """The scene as one vertex-coloured triangle mesh (see the module docstring); `check()` runs
+    before each keyframe (raise to cancel)."""
     vertices, faces, colours, offset = [], [], [], 0
     with torch.no_grad():
         for i, entry in enumerate(support.entries):
+            check()
             render = render_splats(gaussians, entry.camera, backgrounds=torch.zeros(3), backend=backend)
             rgb, depth = render.rgb[0].cpu().clamp(0, 1), render.depth[0, ..., 0].cpu()
             covered = render.alpha[0, ..., 0].cpu() > 0.5

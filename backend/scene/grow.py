@@ -231,7 +231,11 @@ class SceneGrower:
                 # is placed as the first one was, at the scene's conventional scale, and said so.
                 note = (f"keyframe {k + 1} shares too little with the scene so far to align its depth ({exc}); "
                         f"placed at the first keyframe's scale: add keyframes for a closer fit")
-                fallback = first_frame_depth(disparity, config.first_median_depth).clamp(max=self.max_depth)
+                try:
+                    fallback = first_frame_depth(disparity, config.first_median_depth).clamp(max=self.max_depth)
+                except AlignmentError as empty:
+                    raise AlignmentError(f"keyframe {k + 1} of {len(self.keyframes)} (path pose {self.keyframes[k]}) "
+                                         f"cannot be placed: {exc}, and {empty}") from None
                 new_depth, fit = torch.where(known, seen_depth, torch.where(mask, fallback, 0.0)), None
             new_depth = torch.where(mask & (new_depth <= 0), torch.full_like(new_depth, self.max_depth), new_depth)
             added = _new_gaussians(image, new_depth, mask, camera, config, self.generator)

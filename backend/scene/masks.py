@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -97,11 +98,16 @@ def _dilate(mask: Tensor, radius: int) -> Tensor:
 
 
 def _drop_specks(mask: Tensor, min_px: int) -> Tensor:
-    """Remove unexplained pixels with fewer than `min_px` unexplained pixels in their 3×3 block."""
-    if min_px <= 1:
+    """Remove unexplained regions (8-connected) of fewer than `min_px` pixels; thin but long ones stay."""
+    if min_px <= 1 or not mask.any():
         return mask
-    counts = F.avg_pool2d(mask[None, None].float(), 3, stride=1, padding=1, count_include_pad=False)[0, 0] * 9
-    return mask & (counts >= min_px - 0.5)
+    from scipy import ndimage
+
+    labels, count = ndimage.label(mask.cpu().numpy(), structure=np.ones((3, 3), bool))
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    keep = sizes >= min_px
+    keep[0] = False
+    return torch.from_numpy(keep[labels]).to(mask.device)
 
 
 def inpaint_mask(observed_pixels: Tensor, config: MaskConfig) -> Tensor:

@@ -23,12 +23,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from protocol.limits import MAX_SCENE_KEYFRAMES as MAX_KEYFRAMES
+from protocol.limits import MAX_SCENE_POSES as MAX_POSES
+
 from ..geometry.cameras import Cameras, blender_to_opencv_viewmat, intrinsics_from_fov
 
 PRESETS = ("orbit", "forward", "pan")
-MAX_POSES = 500
-"""An artist's path may hold at most this many poses (a 20-second shot at 24 fps)."""
-MAX_KEYFRAMES = 64
 EYE = (0.0, 0.0, 1.6)
 DEFAULT_FOVY_DEG = 60.0
 WALK_M = 2.0
@@ -91,12 +91,21 @@ def _yaw_camtoworld(eye: np.ndarray, yaw_deg: float) -> np.ndarray:
     return c2w
 
 
+def check_fov(fovy_deg: float) -> float:
+    """The vertical field of view in degrees, or TrajectoryError when it is not between 1 and 170."""
+    if not (isinstance(fovy_deg, (int, float)) and math.isfinite(fovy_deg) and 1.0 < fovy_deg < 170.0):
+        raise TrajectoryError(f"the field of view must be between 1 and 170 degrees, got {fovy_deg:g}",
+                              "Use the camera's vertical field of view (60 is the default).")
+    return float(fovy_deg)
+
+
 def preset(name: str, keyframes: int, *, eye: tuple[float, float, float] = EYE, fovy_deg: float = DEFAULT_FOVY_DEG,
            walk_m: float = WALK_M) -> Trajectory:
     """A preset path with `PATH_STEPS_PER_KEYFRAME` poses per keyframe interval."""
     if name not in PRESETS:
-        raise TrajectoryError(f"unknown trajectory preset {name!r}", f"Choose one of {', '.join(PRESETS)}, or give "
-                                                                      f"a JSON file of camera poses.")
+        raise TrajectoryError(f"unknown trajectory preset {name!r}", f"Choose one of {', '.join(PRESETS)}, or "
+                                                                      f"send the camera's own poses.")
+    fovy_deg = check_fov(fovy_deg)
     if not 1 <= keyframes <= MAX_KEYFRAMES:
         raise TrajectoryError(f"keyframes must be from 1 to {MAX_KEYFRAMES}, got {keyframes}")
     count = max(1, (keyframes - 1) * PATH_STEPS_PER_KEYFRAME + 1)
@@ -136,8 +145,7 @@ def from_blender(matrices: np.ndarray, fovy_deg: float = DEFAULT_FOVY_DEG) -> Tr
     if len(broken):
         raise TrajectoryError(f"camera pose {int(broken[0])} is not a rotation (skewed, mirrored or zero scale)",
                               "Apply the camera's scale or remove its negative scale / shear.")
-    if not 1.0 < fovy_deg < 170.0:
-        raise TrajectoryError(f"the field of view must be between 1 and 170 degrees, got {fovy_deg:g}")
+    fovy_deg = check_fov(fovy_deg)
     viewmats = blender_to_opencv_viewmat(torch.from_numpy(m))
     return Trajectory(torch.linalg.inv(viewmats).float(), float(fovy_deg), "camera")
 

@@ -79,7 +79,7 @@ class BuildImage:
 class BuildScene:
     """Build a `scene_result`: the scene's vertex-coloured mesh where the backend put it (world
     coordinates, no rescaling) and a camera called `camera_name` flying the path (one keyframe
-    per pose from `frame_start`, the path's field of view), both tagged with the job and linked to
+    per pose at `frames`, the path's field of view), both tagged with the job and linked to
     the job's scene; the preview is removed. Report back with `Job.scene_built` or
     `Job.scene_failed`; on failure nothing may be left behind."""
 
@@ -88,8 +88,8 @@ class BuildScene:
     name: str
     camera_name: str
     properties: dict[str, Any]
-    frame_start: int = 1
-    frame_step: int = 1
+    frames: tuple[int, ...] = ()
+    """The frame each path camera is keyframed at, in order."""
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,7 @@ class SceneRequest:
     """Scene mode: a prompt (and an optional first image) grown into a 3D scene along a camera path:
     a preset (`trajectory` orbit, forward or pan) or the active camera's animation (`trajectory`
     "camera", `poses` its matrix_world per frame [P, 4, 4] float32, `fov_deg` its vertical field of
-    view). The result is a vertex-coloured mesh and a camera flying the path from `frame_start`."""
+    view). The result is a vertex-coloured mesh and a camera flying the path."""
 
     prompt: str
     trajectory: str = "orbit"
@@ -153,9 +153,10 @@ class SceneRequest:
     quality: str = "draft"
     seed: int = 0
     options: dict[str, Any] = field(default_factory=dict)
+    frames: tuple[int, ...] = ()
+    """The frame of each pose of the camera's path (a long animation is sampled, its last frame
+    kept); empty for a preset path, whose camera is keyframed from `frame_start` on."""
     frame_start: int = 1
-    frame_step: int = 1
-    """The camera's frames between poses (a long animation is sampled)."""
     scene_name: str = ""
     location: tuple[float, float, float] = (0.0, 0.0, 0.0)
     """The scene stays where the backend put it (world coordinates); previews are not moved."""
@@ -379,15 +380,14 @@ class Job:
                       "lift3d_options": json.dumps(request.options, sort_keys=True), "lift3d_models": metadata.models,
                       "lift3d_gaussians": int(message.gaussians)}
         self.metadata = metadata
-        return [BuildScene(self.id, message, name, f"Lift3D Path {name}", properties, request.frame_start,
-                           request.frame_step)]
+        frames = request.frames or tuple(request.frame_start + i for i in range(len(message.cameras)))
+        return [BuildScene(self.id, message, name, f"Lift3D Path {name}", properties, frames)]
 
     def scene_built(self, object_name: str, camera_name: str) -> None:
         self.final_object, self.result_camera, self.phase = object_name, camera_name, Phase.DONE
 
     def scene_failed(self, error: str) -> None:
-        self.fail(f"could not build the scene in Blender: {error}",
-                  "Nothing was added; try fewer keyframes or a smaller keyframe size.", here=False)
+        self.fail(f"could not build the scene in Blender: {error}", "Nothing was added to the file.", here=False)
 
     def texture_painted(self, image_name: str, final: bool) -> None:
         if final:

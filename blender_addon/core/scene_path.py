@@ -6,8 +6,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-MAX_POSES = 500
-"""The protocol's limit on a path (`protocol.limits.MAX_SCENE_POSES`)."""
+from .wire import protocol
+
+MAX_POSES = protocol.limits.MAX_SCENE_POSES
+"""The most poses a path may send."""
 
 
 def square_fov_deg(camera_data: Any, width: int, height: int) -> float:

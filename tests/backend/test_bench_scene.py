@@ -34,6 +34,14 @@ def test_the_scenes_enclose_the_eye_and_are_deterministic(room):
     assert image.std() > 0.05  # patterned, not flat
 
 
+def test_a_scene_open_behind_the_eye_is_not_a_room(room):
+    from backend.geometry.textured_mesh import TexturedMesh
+
+    front = room.vertices[room.faces].mean(1)[:, 1] > 2.4  # only the far wall ahead
+    faces = room.faces[front]
+    assert not is_room(TexturedMesh(room.vertices, faces, room.uvs, room.texture, room.normals))
+
+
 def test_the_oracles_fill_only_the_mask_and_distort_depth_affinely(room):
     camera = tr.preset("orbit", 12, eye=tuple(scene_eye(room))).cameras(64, [3])
     truth = true_render(room, camera)

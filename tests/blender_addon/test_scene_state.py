@@ -27,8 +27,7 @@ def _result(poses: int = 5, tiny: bool = False) -> SceneResult:
 
 
 def _job(**kw) -> Job:
-    job = Job(SceneRequest(prompt="a quiet library", seed=7, options={"frames": 2}, frame_start=10, frame_step=2,
-                           **kw))
+    job = Job(SceneRequest(prompt="a quiet library", seed=7, options={"frames": 2}, frame_start=10, **kw))
     job.submitted("job-1", welcomed=True)
     job.apply(Accepted(queue_position=0))
     return job
@@ -44,7 +43,11 @@ def test_a_scene_job_shows_previews_then_builds_the_scene_and_leaves_one_undo_st
     (build,) = job.apply(_result(tiny=True))
     assert isinstance(build, BuildScene)
     assert build.name == "Quiet library (tiny models: noise)" and build.camera_name == "Lift3D Path " + build.name
-    assert (build.frame_start, build.frame_step) == (10, 2)
+    assert build.frames == (10, 11, 12, 13, 14)  # a preset path: one pose per frame from the start frame
+    sampled = _job(trajectory="camera", poses=np.repeat(np.eye(4, dtype=np.float32)[None], 5, 0),
+                   frames=(1, 4, 7, 10, 12))
+    (camera_build,) = sampled.apply(_result())
+    assert camera_build.frames == (1, 4, 7, 10, 12)  # the camera's own frames, the end frame kept
     assert build.properties["lift3d_stage"] == "scene" and build.properties["lift3d_gaussians"] == 1234
     assert build.properties["lift3d_scene_prompt"] == "a quiet library" and build.properties["lift3d_seed"] == 7
     job.scene_built("Quiet library", "Lift3D Path Quiet library")
@@ -76,7 +79,7 @@ def test_a_result_for_another_path_or_a_failed_build_is_reported_and_nothing_kep
     built = _job()
     built.apply(_result())
     built.scene_failed("out of memory")
-    assert built.phase == Phase.FAILED and "Nothing was added" in built.hint
+    assert built.phase == Phase.FAILED and "Nothing was added" in built.hint and "out of memory" in built.error
     effects = built.finish(now=3.0, geometry_present=False)
     assert isinstance(effects[-1], ShowError) and not any(isinstance(e, UndoStep) for e in effects)
 

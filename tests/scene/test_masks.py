@@ -98,3 +98,10 @@ def test_specks_are_dropped_and_holes_dilated():
     mask = inpaint_mask(seen, MaskConfig(dilate_px=2, min_region_px=4))
     assert not mask[5, 5]
     assert mask[18:26, 18:26].all() and mask.sum() == 64
+
+
+def test_a_thin_long_crack_is_not_a_speck():
+    seen = torch.ones(32, 32, dtype=torch.bool)
+    seen[10, 4:28] = False  # a one-pixel crack along a depth edge
+    mask = inpaint_mask(seen, MaskConfig(dilate_px=0, min_region_px=4))
+    assert torch.equal(mask, ~seen)
