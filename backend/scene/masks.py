@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -35,8 +34,8 @@ class MaskConfig:
     """Relative depth difference within which an earlier keyframe counts as having seen a point."""
     dilate_px: int = 2
     min_region_px: int = 4
-    """Unexplained specks smaller than this many pixels (isolated noise in the depth test) are dropped
-    before dilation, so no view is repainted for a single stray pixel."""
+    """Unexplained pixels with fewer than this many unexplained pixels in their 3×3 block (specks of
+    noise in the depth test, one-pixel seams) are dropped before dilation (`_drop_specks`)."""
 
 
 def seen_by(points: Tensor, cameras: Cameras, depths: Tensor, valid: Tensor, tolerance: float
@@ -98,16 +97,16 @@ def _dilate(mask: Tensor, radius: int) -> Tensor:
 
 
 def _drop_specks(mask: Tensor, min_px: int) -> Tensor:
-    """Remove unexplained regions (8-connected) of fewer than `min_px` pixels; thin but long ones stay."""
-    if min_px <= 1 or not mask.any():
+    """Keep an unexplained pixel only when at least `min_px` of its 3×3 block (itself included) are
+    unexplained: isolated specks go, and so do one-pixel cracks, which are the seams where smeared
+    splats of two surfaces meet. Inpainting those adds a line of new Gaussians along every depth edge,
+    slightly in front of the background; in the oracle benchmark it cost the outdoor scene's first
+    view 0.8 dB by the last keyframe (1.77 against 0.93 dB), and replay closes the seams anyway."""
+    if min_px <= 1:
         return mask
-    from scipy import ndimage
-
-    labels, count = ndimage.label(mask.cpu().numpy(), structure=np.ones((3, 3), bool))
-    sizes = np.bincount(labels.ravel(), minlength=count + 1)
-    keep = sizes >= min_px
-    keep[0] = False
-    return torch.from_numpy(keep[labels]).to(mask.device)
+    # A sum over the block with zero padding (outside the image counts as explained).
+    counts = F.avg_pool2d(mask[None, None].float(), 3, stride=1, padding=1, count_include_pad=True)[0, 0] * 9
+    return mask & (counts >= min_px - 0.5)
 
 
 def inpaint_mask(observed_pixels: Tensor, config: MaskConfig) -> Tensor:

@@ -100,8 +100,11 @@ def test_specks_are_dropped_and_holes_dilated():
     assert mask[18:26, 18:26].all() and mask.sum() == 64
 
 
-def test_a_thin_long_crack_is_not_a_speck():
+def test_one_pixel_seams_go_with_the_specks_and_two_pixel_gaps_stay():
     seen = torch.ones(32, 32, dtype=torch.bool)
-    seen[10, 4:28] = False  # a one-pixel crack along a depth edge
+    seen[10, 4:28] = False  # a one-pixel seam where two surfaces' splats meet
+    seen[20:22, 4:28] = False  # a real two-pixel gap
+    seen[0, 0:2] = False  # two pixels in the corner: outside the image counts as explained
     mask = inpaint_mask(seen, MaskConfig(dilate_px=0, min_region_px=4))
-    assert torch.equal(mask, ~seen)
+    assert not mask[10].any() and not mask[0].any()
+    assert mask[20:22, 4:28].all() and mask.sum() == 48

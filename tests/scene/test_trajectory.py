@@ -64,6 +64,9 @@ def test_bad_paths_are_refused_by_pose_and_reason(matrices, message):
 def test_a_bad_field_of_view_or_preset_is_refused():
     with pytest.raises(tr.TrajectoryError, match="field of view"):
         tr.from_blender(np.eye(4)[None], fovy_deg=0.0)
+    for bad in (0.0, -10.0, 180.0, float("nan")):
+        with pytest.raises(tr.TrajectoryError, match="field of view"):
+            tr.preset("orbit", 12, fovy_deg=bad)
     with pytest.raises(tr.TrajectoryError, match="unknown trajectory preset 'spiral'"):
         tr.preset("spiral", 12)
     with pytest.raises(tr.TrajectoryError, match="keyframes"):
