@@ -36,7 +36,7 @@ def test_serve_answers_ping_and_shuts_down_cleanly_on_signals(sig):
     try:
         result = backend_cli("ping", "--connect", backend.endpoint)
         assert result.returncode == 0, result.stderr
-        assert "protocol 2.4" in result.stdout and "draft, standard, high" in result.stdout
+        assert "protocol 2.5" in result.stdout and "draft, standard, high" in result.stdout
         assert "options           segmentation, elevation, faces" in result.stdout
         t0 = time.monotonic()
         backend.process.send_signal(sig)
@@ -88,7 +88,7 @@ def test_keys_generate_then_encrypted_ping(tmp_path):
         encrypted = backend_cli("ping", "--connect", backend.endpoint, "--keys", str(keys))
         plain = backend_cli("ping", "--connect", backend.endpoint, "--timeout", "1")
     assert encrypted.returncode == 0, encrypted.stderr
-    assert "protocol 2.4" in encrypted.stdout
+    assert "protocol 2.5" in encrypted.stdout
     assert plain.returncode == 1 and "pass the same key folder" in plain.stderr
 
 

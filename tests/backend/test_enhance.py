@@ -62,7 +62,7 @@ def run_enhance(client, image: bytes, reference: bytes | None = None, **options)
 
 def test_the_welcome_lists_enhance_and_each_option_once(client):
     welcome = client.welcome
-    assert welcome.protocol == "2.4" and welcome.request_kinds == ["generate", "enhance", "texture"]
+    assert welcome.protocol == "2.5" and welcome.request_kinds == ["generate", "enhance", "texture", "scene"]
     assert welcome.options.count("fixer") == 1 and "faces" in welcome.options
 
 

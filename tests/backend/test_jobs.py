@@ -29,7 +29,7 @@ def test_handshake_describes_the_backend():
         with connected_client(server) as client:
             welcome = client.welcome
     assert isinstance(welcome, Welcome)
-    assert welcome.protocol == "2.4" and welcome.device == "cpu"
+    assert welcome.protocol == "2.5" and welcome.device == "cpu"
     assert welcome.quality_presets == ["draft", "standard", "high"]
     assert client.state == ConnectionState.CLOSED
 

@@ -200,7 +200,7 @@ def test_bad_options_are_refused_before_accepted_and_no_job_is_created(client, s
 
 def test_the_welcome_lists_the_request_kinds_and_options_this_backend_accepts(client):
     welcome = client.welcome
-    assert welcome.protocol == "2.4" and welcome.request_kinds == ["generate"]
+    assert welcome.protocol == "2.5" and welcome.request_kinds == ["generate"]
     assert {"faces", "elevation", "fixer", "texture_size"} <= set(welcome.options)
 
 

@@ -73,7 +73,7 @@ def test_curve_admits_known_clients_and_gives_unknown_ones_no_service(tmp_path):
                 plaintext.handshake(1.0)
         # Neither the impostor nor the plaintext client ever became known to the server.
         assert len(server._clients) <= 1
-    assert welcome.protocol == "2.4"
+    assert welcome.protocol == "2.5"
     assert got[-1].type == "mesh"
 
 

@@ -14,6 +14,7 @@ from backend.models.depth import DepthEstimator
 from backend.models.depth_painter import DepthControlNet
 from backend.models.difix import DifixFixer
 from backend.models.hub import ModelUnavailableError
+from backend.models.inpainting import SceneInpainter
 from backend.models.multiview import Zero123PlusPlus
 from backend.models.refiners import PromptRefiner, TurboFixer
 from backend.models.segmentation import TextSegmenter
@@ -22,7 +23,8 @@ from backend.models.zero123 import Zero123
 ROOT = Path(__file__).resolve().parents[2]
 WRAPPERS = {records.NOVEL_VIEW: Zero123, records.NOVEL_VIEW_STABLE: Zero123, records.MULTIVIEW: Zero123PlusPlus,
             records.DEPTH: DepthEstimator, records.CLIP: Clip, records.SEGMENTER: TextSegmenter,
-            records.REFINER: PromptRefiner, records.CONTROLNET_DEPTH: DepthControlNet, records.DIFIX: DifixFixer,
+            records.REFINER: PromptRefiner, records.CONTROLNET_DEPTH: DepthControlNet,
+            records.INPAINTER: SceneInpainter, records.DIFIX: DifixFixer,
             records.DIFIX_REF: DifixFixer,
             records.SD_TURBO: TurboFixer, records.CAPTIONER: Captioner, records.CAPTIONER_BLIP2: Captioner}
 

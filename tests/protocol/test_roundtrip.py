@@ -17,6 +17,8 @@ from protocol import (
     Generate,
     Message,
     PaintedTexture,
+    Scene,
+    SceneResult,
     RequestKind,
     Stage,
     Texture,
@@ -29,7 +31,8 @@ from protocol import (
     request_kind,
 )
 from protocol.kinds import progress_spans, stage_of
-from protocol.messages import FAILURE_CODES, MESH_KINDS
+from protocol.errors import ProtocolError
+from protocol.messages import FAILURE_CODES, MESH_KINDS, SCENE_TRAJECTORIES
 from protocol.schema import WIRE_DTYPES, schema_of
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -47,13 +50,15 @@ SPECIAL = {
     ("enhance", "image"): IMAGE_FILES,
     ("enhance", "reference"): st.none() | IMAGE_FILES,
     ("texture", "image"): st.none() | IMAGE_FILES,
+    ("scene", "image"): st.none() | IMAGE_FILES,
 }
 
 
 @st.composite
 def messages(draw, cls: type[Message]) -> Message:
     dims = {"N": draw(st.integers(0, 40)), "V": draw(st.integers(1, 40)), "F": draw(st.integers(0, 40)),
-            "H": draw(st.integers(1, 8)), "W": draw(st.integers(1, 8))}
+            "H": draw(st.integers(1, 8)), "W": draw(st.integers(1, 8)), "P": draw(st.integers(1, 10)),
+            "K": draw(st.integers(0, 5))}
     values = {}
     for field in schema_of(cls):
         special = SPECIAL.get((cls.TYPE, field.name))
@@ -66,8 +71,13 @@ def messages(draw, cls: type[Message]) -> Message:
         values[field.name] = draw(_value(cls, field, dims))
     if cls.TYPE == "progress" and values["total"]:
         values["step"] = min(values["step"], values["total"])
-    if cls.TYPE in ("mesh", "texture"):
+    if cls.TYPE in ("mesh", "texture", "scene_result"):
         values["faces"] = values["faces"] % len(values["vertices"])
+    if cls.TYPE == "scene_result":
+        values["keyframes"] = values["keyframes"] % len(values["cameras"])
+    if cls.TYPE == "scene":  # poses go with trajectory "camera" and only with it
+        values["trajectory"] = "camera" if values["poses"] is not None else draw(
+            st.sampled_from(SCENE_TRAJECTORIES[:-1]))
     if cls.TYPE == "mesh":
         if values["texture"] is not None and values["uvs"] is None:
             values["texture"] = None
@@ -183,7 +193,7 @@ def test_message_ids_are_unique():
     ids = {new_id() for _ in range(10_000)}
     assert len(ids) == 10_000
     env = decode(encode(Generate(image=PNG_MAGIC, prompt="", quality="draft", seed=0), job_id="j"))
-    assert env.msg_id and env.version == (2, 4) and str(env.version) == "2.4"
+    assert env.msg_id and env.version == (2, 5) and str(env.version) == "2.5"
 
 
 def test_an_enhance_and_its_result_round_trip_with_both_images_as_frames():
@@ -215,7 +225,10 @@ def test_an_enhance_and_its_result_round_trip_with_both_images_as_frames():
 
 def test_each_request_kind_has_its_message_and_stage_spans():
     assert REQUEST_TYPES == {RequestKind.GENERATE: Generate, RequestKind.ENHANCE: Enhance,
-                             RequestKind.TEXTURE: Texture}
+                             RequestKind.TEXTURE: Texture, RequestKind.SCENE: Scene}
+    assert progress_spans(RequestKind.SCENE) == {Stage.PREPROCESS: (0.0, 0.05), Stage.KEYFRAMES: (0.05, 0.95),
+                                                 Stage.MESH: (0.95, 1.0)}
+    assert Stage.KEYFRAMES.label == "Keyframes" and stage_of("keyframes") is Stage.KEYFRAMES
     assert progress_spans(RequestKind.ENHANCE) == {Stage.ENHANCE: (0.0, 1.0)}
     assert Stage.ENHANCE.label == "Enhance" and stage_of("enhance") is Stage.ENHANCE
     assert progress_spans(RequestKind.TEXTURE) == {Stage.UV: (0.0, 0.1), Stage.PAINT: (0.1, 0.9),
@@ -246,3 +259,31 @@ def test_a_texture_request_its_previews_and_its_result_round_trip():
                             coverage=0.99)
     decoded = decode(encode(result, job_id="t-1")).message
     assert is_terminal(decoded) and is_result(decoded) and decoded.uvs is None and decoded.texture[0, 0, 0] == 7
+
+
+def test_a_scene_request_and_its_result_round_trip():
+    poses = np.repeat(np.eye(4, dtype=np.float32)[None], 7, 0)
+    poses[:, 0, 3] = np.arange(7)
+    request = Scene(prompt="a quiet library", image=PNG_MAGIC + bytes(9), trajectory="camera", poses=poses,
+                    fov_deg=50.0, quality="standard", seed=4, options={"frames": 3})
+    decoded = decode([bytes(f) for f in encode(request, job_id="job-9")]).message
+    assert isinstance(decoded, Scene) and request_kind(decoded) is RequestKind.SCENE
+    np.testing.assert_array_equal(decoded.poses, poses)
+    assert (decoded.trajectory, decoded.fov_deg, decoded.quality, decoded.options) == ("camera", 50.0, "standard",
+                                                                                       {"frames": 3})
+    preset = decode(encode(Scene(prompt="x"))).message
+    assert preset.trajectory == "orbit" and preset.poses is None and preset.quality == "draft"
+    with pytest.raises(ProtocolError, match="camera poses go with trajectory 'camera'"):
+        encode(Scene(prompt="x", poses=poses))
+    with pytest.raises(ProtocolError, match="unknown trajectory"):
+        encode(Scene(prompt="x", trajectory="spiral"))
+    result = SceneResult(vertices=np.zeros((3, 3), np.float32), faces=np.array([[0, 1, 2]], np.uint32),
+                         vertex_colors=np.full((3, 3), 9, np.uint8), cameras=poses,
+                         keyframes=np.array([0, 3, 6], np.int32), fov_deg=50.0, gaussians=12)
+    back = decode(encode(result, job_id="job-9")).message
+    assert isinstance(back, SceneResult) and is_terminal(back) and is_result(back)
+    np.testing.assert_array_equal(back.cameras, poses)
+    assert back.keyframes.tolist() == [0, 3, 6] and back.gaussians == 12
+    with pytest.raises(ProtocolError, match="keyframe indices"):
+        encode(SceneResult(vertices=result.vertices, faces=result.faces, vertex_colors=result.vertex_colors,
+                           cameras=poses, keyframes=np.array([0, 7], np.int32)))

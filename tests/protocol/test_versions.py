@@ -123,7 +123,7 @@ def test_failure_codes_a_newer_backend_adds_are_received_but_never_sent():
 
 def test_every_field_added_to_a_message_has_a_default_or_was_there_when_it_was_introduced():
     # The required fields of each message type when it was introduced (2.0; 2.1 for `enhance` and
-    # `enhanced_image`; 2.2 for the texture kind's); anything later must come with a default (see
+    # `enhanced_image`; 2.2 for the texture kind's; 2.5 for the scene kind's); anything later must come with a default (see
     # protocol/messages.py).
     required_at_introduction = {
         "hello": {"client"}, "welcome": {"protocol", "backend_version", "device", "gpu_name", "gpu_memory_mb",
@@ -137,6 +137,8 @@ def test_every_field_added_to_a_message_has_a_default_or_was_there_when_it_was_i
         "enhance": {"image"}, "enhanced_image": {"image"},
         # 2.2
         "texture": {"vertices", "faces", "prompt"}, "texture_preview": {"step", "total", "texture"}, "painted_texture": {"texture"},
+        # 2.5
+        "scene": {"prompt"}, "scene_result": {"vertices", "faces", "vertex_colors", "cameras", "keyframes"},
     }
     from protocol.schema import schema_of
 
