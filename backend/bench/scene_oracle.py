@@ -218,7 +218,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--inpaint", choices=("truth", "constant"), default="truth",
                         help="the inpainting oracle: true pixels inside the mask, or a flat grey (to see the masks)")
-    parser.add_argument("--steps", type=int, default=None, help="replay steps per keyframe (default: the pipeline's)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="replay steps per keyframe, twice that for the first (default 40)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("bench-out/scene-oracle"))
 
@@ -227,8 +228,8 @@ def main(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     args.out.mkdir(parents=True, exist_ok=True)
     config = SceneConfig(size=args.size, keyframes=args.frames, seed=args.seed, backend="auto")
-    if args.steps is not None:
-        config = SceneConfig(**{**config.__dict__, "steps_per_keyframe": args.steps})
+    if args.steps is not None:  # the first keyframe gets twice as many, as in the pipeline
+        config = SceneConfig(**{**config.__dict__, "steps_per_keyframe": args.steps, "first_steps": 2 * args.steps})
     truths = [(name, build_scene(name)) for name in args.scenes]
     for path in args.mesh:
         truths.append((path.stem, load_scene_glb(path)))
