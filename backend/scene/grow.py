@@ -15,7 +15,6 @@ The models come in through two small protocols, so the benchmark's oracles and t
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from ..geometry.splat import SplatRender, render_splats
 from .align import Alignment, AlignmentError, aligned_depth, first_frame_depth
 from .masks import MaskConfig, inpaint_mask, observed
 from .support import SupportDatabase, SupportEntry
-from .trajectory import Trajectory
+from .trajectory import Trajectory, keyframe_indices
 
 Check = Callable[[], None]
 
@@ -110,8 +109,6 @@ class GrownScene:
     stats: list[KeyframeStats]
     trajectory: Trajectory
     keyframes: list[int]
-    first_psnr_after_add: float | None = None
-    """PSNR of the first keyframe's render against its image right after its own optimisation."""
 
 
 @dataclass
@@ -125,10 +122,6 @@ class SceneCallbacks:
 def render_scene(gaussians: gs.Gaussians, cameras: Cameras, backend: str) -> SplatRender:
     """RGB, alpha and depth over black (a scene has no backdrop: uncovered pixels stay dark)."""
     return render_splats(gaussians, cameras, backgrounds=torch.zeros(3, device=gaussians.device), backend=backend)
-
-
-def psnr(a: Tensor, b: Tensor) -> float:
-    return 10 * math.log10(1.0 / max((a - b).square().mean().item(), 1e-12))
 
 
 def _new_gaussians(entry_image: Tensor, depth: Tensor, pixels: Tensor, camera: Cameras, config: SceneConfig,
@@ -150,7 +143,7 @@ class SceneGrower:
         self.device = torch.device(device)
         self.inpainter, self.depth_model = inpainter, depth_model
         self.callbacks = callbacks or SceneCallbacks()
-        self.keyframes = self._keyframe_indices()
+        self.keyframes = keyframe_indices(len(trajectory), config.keyframes)
         self.cameras = trajectory.cameras(config.size, self.keyframes).to(self.device)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.support = SupportDatabase()
@@ -161,21 +154,16 @@ class SceneGrower:
         self.steps_done = 0
         self.max_depth = config.first_median_depth * config.far_factor
 
-    def _keyframe_indices(self) -> list[int]:
-        from .trajectory import keyframe_indices
-
-        return keyframe_indices(len(self.trajectory), self.config.keyframes)
-
     def grow(self, first_image: Tensor | None = None) -> GrownScene:
         """first_image [H, W, 3] in [0, 1] at the keyframe size, or None to generate it."""
-        first_psnr = self._first(first_image)
+        self._first(first_image)
         for k in range(1, len(self.keyframes)):
             self._next(k)
-        return GrownScene(self.gaussians, self.support, self.stats, self.trajectory, self.keyframes, first_psnr)
+        return GrownScene(self.gaussians, self.support, self.stats, self.trajectory, self.keyframes)
 
     # --- the first keyframe -------------------------------------------------------------------
 
-    def _first(self, first_image: Tensor | None) -> float:
+    def _first(self, first_image: Tensor | None) -> None:
         started = time.perf_counter()
         camera, config = self.cameras[0], self.config
         image = first_image if first_image is not None else self.inpainter.first_frame(
@@ -197,10 +185,7 @@ class SceneGrower:
         self.trainer = GaussianTrainer(self.gaussians, config.optim, self.total_steps, scene_scale=max(extent, 1e-3))
         self.support.add(entry)
         self._replay(config.first_steps)
-        with torch.no_grad():
-            first_psnr = psnr(render_scene(self.gaussians, camera, config.backend).rgb[0], image)
         self._record(0, entry, 1.0, None, started)
-        return first_psnr
 
     # --- each next keyframe -------------------------------------------------------------------
 
