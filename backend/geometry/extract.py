@@ -23,6 +23,9 @@ from .textured_mesh import TexturedMesh
 from .uv_atlas import unwrap
 
 
+FILLS = ("both", "render", "surface")  # MeshStageConfig.fill_from's choices
+
+
 @dataclass(frozen=True)
 class MeshStageConfig:
     grid_resolution: int = 128
@@ -35,18 +38,23 @@ class MeshStageConfig:
     """Nearly transparent Gaussians are left out of the density (they are floaters or dying)."""
     carve_render_size: int = 128
     """Resolution of the views that decide which grid cells are inside the object."""
-    fill_from: str = "render"
-    """What the interior fill carves against: "render" (the Gaussians' rendered alpha and expected
-    depth) or "surface" (the density's own iso-surface as each view sees it, pinholes closed).
-    Measured side by side on the reconstruction benchmark (README): "surface" gives much better
-    geometry (F-score: checker 0.936 → 0.994, cup visible 0.869 → 0.905) and keeps a cavity the
-    views see into open, but costs mesh PSNR (chair −1.6 dB, IoU −0.02; torus, cup −0.6 dB), so
-    "render" stays the default until one fill does both."""
+    fill_from: str = "both"
+    """What the interior fill carves against (`isosurface.carve_targets`): "both" (the nearer of
+    the Gaussians' rendered surface and the density's own iso-surface, within either silhouette),
+    "render" (the rendered alpha and expected depth only) or "surface" (the density's iso-surface
+    only, pinholes closed). Measured side by side on the reconstruction benchmark's fits (README):
+    "render" fills an open cavity through faint haze and leaves hidden inner walls (precision),
+    "surface" shrinks the mesh (mesh PSNR −0.2 to −1.6 dB); "both" keeps the cavity open, the
+    inner walls filled and the PSNR."""
     target_faces: int = 20_000
     """Decimation target before unwrapping."""
     bake: BakeConfig = field(default_factory=BakeConfig)
     bake_radius: float = 2.0
     """Distance of the bake cameras from the object's centre."""
+
+    def __post_init__(self) -> None:
+        if self.fill_from not in FILLS:
+            raise ValueError(f"unknown fill_from {self.fill_from!r}; use one of {', '.join(FILLS)}")
 
 
 @dataclass
@@ -98,14 +106,12 @@ def extract_textured_mesh(gaussians: Gaussians, config: MeshStageConfig = MeshSt
     # Carve the inside from low-resolution renders of the bake views (centred on the Gaussians).
     centre = gaussians.means[keep].detach().mean(0).cpu()
     carve_views = _centred(bake_cameras(config.bake_radius, size=config.carve_render_size), centre)
-    if config.fill_from == "render":
+    alpha = depth = None
+    if config.fill_from != "surface":
         with torch.no_grad():
             carve = render_splats(gaussians, carve_views, backend=splat_backend)
-        grid = fill_interior(grid, config.level, carve_views, carve.alpha[..., 0], carve.depth[..., 0])
-    elif config.fill_from == "surface":
-        grid = fill_interior(grid, config.level, carve_views)
-    else:
-        raise ValueError(f"unknown fill_from {config.fill_from!r}; use 'surface' or 'render'")
+        alpha, depth = carve.alpha[..., 0], carve.depth[..., 0]
+    grid = fill_interior(grid, config.level, carve_views, alpha, depth, surface=config.fill_from != "render")
     lap("fill interior")
     vertices, faces = extract_isosurface(grid, config.level)
     lap("marching cubes")

@@ -8,6 +8,7 @@ it: an N×R³ sum becomes roughly N×(footprint) work.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -205,10 +206,12 @@ def grid_points(grid: DensityGrid) -> Tensor:  # [R³, 3] cell positions in the 
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
 
 
-def surface_depth(grid: DensityGrid, level: float, cameras: Cameras, rays_per_chunk: int = 1 << 20) -> Tensor:
+def surface_depth(grid: DensityGrid, level: float, cameras: Cameras, rays_per_chunk: int = 1 << 20,
+                  march_only: Tensor | None = None) -> Tensor:
     """Camera-space depth [C, H, W] at which each pixel's ray (through its centre) first reaches
     density `level` — the depth of the surface marching cubes will extract, as each view sees it —
-    marched in steps of one grid cell with trilinear lookups; inf where the ray never reaches it."""
+    marched in steps of one grid cell with trilinear lookups; inf where the ray never reaches it.
+    `march_only` [C, H, W] bool: march only these pixels' rays (the others stay inf)."""
     values = grid.values.detach().float().cpu()[None, None]  # [1, 1, X, Y, Z]
     lo, hi = grid.lo.detach().float().cpu(), grid.hi.detach().float().cpu()
     step = float((hi - lo).min()) / (grid.values.shape[0] - 1)
@@ -221,21 +224,26 @@ def surface_depth(grid: DensityGrid, level: float, cameras: Cameras, rays_per_ch
         K = cameras.Ks[c].float()
         rays = torch.stack([(cols - K[0, 2]) / K[0, 0], (rows - K[1, 2]) / K[1, 1], torch.ones_like(cols)], -1)
         rays = rays.reshape(-1, 3)  # camera-space direction with z = 1: a point at depth z is rays·z
+        marched = torch.arange(len(rays)) if march_only is None else march_only[c].reshape(-1).cpu().nonzero()[:, 0]
+        if len(marched) == 0:
+            continue
+        rays = rays[marched]
         distance = float((camtoworlds[c, :3, 3] - centre).norm())
         depths = torch.arange(max(distance - half, step), distance + half + step, step)
-        first = out[c].reshape(-1)
+        first = torch.full((len(rays),), float("inf"))
         per_chunk = max(1, rays_per_chunk // len(rays))
         for start in range(0, len(depths), per_chunk):
             z = depths[start:start + per_chunk]
             world = (rays[None] * z[:, None, None]) @ camtoworlds[c, :3, :3].T + camtoworlds[c, :3, 3]
             # grid_sample's last axis is (W, H, D) = the values' (z, y, x).
-            where = ((world - lo) / (hi - lo) * 2 - 1)[..., [2, 1, 0]].reshape(1, -1, 1, 1, 3)
-            density = torch.nn.functional.grid_sample(values, where, align_corners=True, padding_mode="zeros")
+            coords = ((world - lo) / (hi - lo) * 2 - 1)[..., [2, 1, 0]].reshape(1, -1, 1, 1, 3)
+            density = torch.nn.functional.grid_sample(values, coords, align_corners=True, padding_mode="zeros")
             hit = density.reshape(len(z), len(rays)) >= level
             reached = hit.any(0) & torch.isinf(first)
             first[reached] = z[hit.float().argmax(0)][reached]
             if not torch.isinf(first).any():
                 break
+        out[c].view(-1)[marched] = first
     return out
 
 
@@ -258,8 +266,49 @@ def close_pinholes(depth: Tensor, size: int) -> Tensor:
     return torch.where(opened >= far, float("inf"), opened)
 
 
+def carve_targets(grid: DensityGrid, level: float, cameras: Cameras, alpha: Tensor | None = None,
+                  depth: Tensor | None = None, *, surface: bool = True) -> tuple[Tensor, Tensor]:
+    """What each carve view says about the object → (silhouette [C,H,W] bool, depth [C,H,W]: a
+    point inside the silhouette is inside the object only at or behind it; 0 where nothing bounds it).
+
+    Two sources, either or both:
+    - the density's own surface (`surface`): where each ray first reaches `level` — the surface
+      marching cubes will extract — with pinholes of a leaky shell closed;
+    - renders of the Gaussians (alpha and expected depth [C,H,W]): the silhouette is alpha > 0.5,
+      and the expected depth bounds it only where the render is opaque (≥ 0.95): through a
+      semi-transparent render it averages front and back.
+    With both, the silhouette is either's and the depth the nearer of the two, and each covers
+    the other's failure (measured on the reconstruction benchmark's fits, README): haze in an open
+    cavity pulls the expected depth toward the camera, or leaves the render under 0.95 alpha with
+    no depth at all, so renders alone fill the cavity, while the density's surface sees through
+    haze below the level; but on some opaque pixels (about 5 % of the carve pixels on the torus)
+    the rendered surface lies in front of the level's, and at the rims the render's silhouette is
+    wider, so the density alone shrinks the mesh (mesh PSNR −0.2 to −1.6 dB against both, same
+    Gaussians). The limit: over an opaque surface, haze still pulls the expected depth forward and
+    the fill follows it (about one grid cell in the tests' hazy bowl)."""
+    if alpha is None or depth is None:
+        if not surface:
+            raise ValueError("the interior fill needs renders of the Gaussians, the density's surface, or both")
+        alpha = depth = None
+    if surface:
+        # A ray that reaches the level cannot render nearly transparent: the Gaussians summing to
+        # `level` at a point give that pixel alpha ≥ 1 − exp(−level) (0.26 at 0.3). Rays under a
+        # tenth of that are not marched (most of a view is background).
+        reachable = None if alpha is None else alpha.detach().cpu() > (1 - math.exp(-level)) / 10
+        hit = close_pinholes(surface_depth(grid, level, cameras, march_only=reachable), PINHOLE_PX)
+        reached = torch.isfinite(hit)
+        if alpha is None:
+            return reached, torch.where(reached, hit, 0.0)
+    alpha, depth = alpha.detach().float().cpu(), depth.detach().float().cpu()  # the surface is on the CPU
+    opaque = alpha >= OPAQUE_ALPHA
+    if not surface:
+        return alpha > 0.5, torch.where(opaque, depth, 0.0)
+    nearer = torch.where(opaque, torch.minimum(depth, hit), hit)  # inf where neither bounds the point
+    return (alpha > 0.5) | reached, torch.where(torch.isfinite(nearer), nearer, 0.0)
+
+
 def fill_interior(grid: DensityGrid, level: float, cameras: Cameras, alpha: Tensor | None = None,
-                  depth: Tensor | None = None) -> DensityGrid:
+                  depth: Tensor | None = None, *, surface: bool = True) -> DensityGrid:
     """Make the object solid so marching cubes returns its outer surface only.
 
     Fitted Gaussians hug the surface: their density is a thin, leaky shell around a cavity with
@@ -267,22 +316,17 @@ def fill_interior(grid: DensityGrid, level: float, cameras: Cameras, alpha: Tens
     decides what is inside; inside cells are raised above `level`, and the shell's own values
     stay, so the surface keeps the Gaussians' shape wherever they form one.
 
-    By default a cell is inside when every view sees it behind the density's own surface
-    (`surface_depth`). Given renders of the Gaussians instead (alpha and expected depth [C,H,W]),
-    the rendered surface decides: faint haze pulls an expected depth toward the camera and below
-    0.95 alpha the depth is not trusted at all, so an open cavity with haze in it (a bowl, a cup
-    seen from above) was filled — measured on the benchmark's cup and bowl (README).
+    A cell is inside when every view sees it inside the silhouette and behind the surface that
+    `carve_targets` finds from the density's own surface (`surface`), renders of the Gaussians
+    (`alpha`, expected `depth` [C,H,W]), or both.
     """
     res = grid.values.shape[0]
-    if alpha is None or depth is None:
-        depth = close_pinholes(surface_depth(grid, level, cameras), PINHOLE_PX)
-        seen = torch.isfinite(depth)
-        alpha, depth = seen.float(), torch.where(seen, depth, 0.0)
+    silhouette, bound = carve_targets(grid, level, cameras, alpha, depth, surface=surface)
     # The carved solid only fills what lies behind the surface: any slack beyond it becomes the
     # surface itself (the fill overrides the shell's density) and inflates the silhouette.
     # Measured on the oracle globe: 3 cells of slack cost 2 dB of held-out PSNR, and 0 left no
     # tunnels (the shell's own density still closes thin spots).
-    inside = carve(grid_points(grid).cpu(), cameras, alpha, depth,
+    inside = carve(grid_points(grid).cpu(), cameras, silhouette.float(), bound,
                    margin=DEPTH_SLACK_CELLS * float(grid.spacing.max()))
     values = grid.values.clone()
     values[inside.reshape(res, res, res).to(values.device)] = max(2.0 * level, float(values.max()))

@@ -151,10 +151,11 @@ def test_a_hollow_shell_of_gaussians_becomes_one_outward_surface():
     views = bake_cameras(2.0, size=64)
     with torch.no_grad():
         renders = render_splats(shell, views, backend="torch")
-    solid = fill_interior(grid, 0.5, views, renders.alpha[..., 0], renders.depth[..., 0])
-    vertices, faces = extract_isosurface(solid, 0.5)
-    assert np.linalg.norm(vertices, axis=1).min() > 0.48  # only the outer wall is left
-    assert signed_volume(vertices, faces) > 0
+    for surface in (False, True):  # the renders alone, and with the density's own surface
+        solid = fill_interior(grid, 0.5, views, renders.alpha[..., 0], renders.depth[..., 0], surface=surface)
+        vertices, faces = extract_isosurface(solid, 0.5)
+        assert np.linalg.norm(vertices, axis=1).min() > 0.48, surface  # only the outer wall is left
+        assert signed_volume(vertices, faces) > 0
 
 
 def test_the_surface_fill_also_makes_a_hollow_shell_solid():
@@ -163,18 +164,21 @@ def test_the_surface_fill_also_makes_a_hollow_shell_solid():
     assert np.linalg.norm(vertices, axis=1).min() > 0.48 and signed_volume(vertices, faces) > 0
 
 
-def _hazy_bowl():
-    """A bowl (the lower half of a shell of Gaussians) with faint haze floating in its cavity:
-    what a fit leaves where views disagree."""
+def _hazy_bowl(shell_opacity: float):
+    """A bowl (the lower half of a shell of Gaussians) with faint haze floating in its cavity
+    (what a fit leaves where views disagree), and its density grid (48³)."""
     g = torch.Generator().manual_seed(2)
     points = torch.nn.functional.normalize(torch.randn(4000, 3, generator=g), dim=-1) * 0.5
     points = points[points[:, 2] < 0]
     # A faint layer across the opening, below the iso-level everywhere.
     haze = (torch.rand(300, 3, generator=g) - 0.5) * torch.tensor([0.7, 0.7, 0.04]) + torch.tensor([0, 0, -0.1])
     means = torch.cat([points, haze])
-    opacity = torch.cat([torch.full((len(points),), 0.99), torch.full((len(haze),), 0.05)])
-    scales = torch.cat([torch.full((len(points),), 0.04), torch.full((len(haze),), 0.04)])
-    return gs.from_points(means, torch.full((len(means), 3), 0.5), scales=scales, opacity=0.5), opacity
+    opacity = torch.cat([torch.full((len(points),), shell_opacity), torch.full((len(haze),), 0.05)])
+    bowl = gs.from_points(means, torch.full((len(means), 3), 0.5), scales=torch.full((len(means),), 0.04))
+    with torch.no_grad():
+        bowl.params["opacities"].copy_(torch.logit(opacity))
+    return bowl, density_grid(bowl.means.detach(), bowl.quats.detach(), bowl.scales.detach(),
+                              bowl.opacities.detach(), resolution=48)
 
 
 def _first_hit_down_the_axis(vertices, faces):
@@ -183,25 +187,66 @@ def _first_hit_down_the_axis(vertices, faces):
     return top_hit(trimesh.Trimesh(vertices, faces, process=False), 0.0, 0.0, default=-1.0)
 
 
-def test_the_surface_fill_keeps_an_open_cavity_open_through_haze():
-    bowl, opacity = _hazy_bowl()
-    with torch.no_grad():
-        bowl.params["opacities"].copy_(torch.logit(opacity))
-    grid = density_grid(bowl.means.detach(), bowl.quats.detach(), bowl.scales.detach(), bowl.opacities.detach(),
-                        resolution=48)
-    assert float(grid.values.max()) > 0.5
+def _floors_through_haze(shell_opacity: float) -> dict[str, float]:
+    """The first surface down the bowl's axis with no fill and with each fill."""
+    bowl, grid = _hazy_bowl(shell_opacity)
+    assert float(grid.values.max()) > 1.0
     views = bake_cameras(2.0, size=128)  # the mesh stage's carve resolution
     with torch.no_grad():
         renders = render_splats(bowl, views, backend="torch")
-    by_surface = _first_hit_down_the_axis(*extract_isosurface(fill_interior(grid, 0.5, views), 0.5))
-    by_render = _first_hit_down_the_axis(*extract_isosurface(
-        fill_interior(grid, 0.5, views, renders.alpha[..., 0], renders.depth[..., 0]), 0.5))
-    no_fill = _first_hit_down_the_axis(*extract_isosurface(grid, 0.5))
-    # The haze is below the iso-level: the surface fill sees the shell's inner floor (≈ −0.40)
-    # from above, as marching cubes without a fill does; the rendered depth, pulled up by the
-    # haze, fills part of the cavity over it.
-    assert no_fill < -0.38 and abs(by_surface - no_fill) < 0.01
-    assert by_render > by_surface + 0.02
+    alpha, depth = renders.alpha[..., 0], renders.depth[..., 0]
+    solids = {"no fill": grid, "surface": fill_interior(grid, 0.5, views),
+              "both": fill_interior(grid, 0.5, views, alpha, depth),  # the mesh stage's default
+              "render": fill_interior(grid, 0.5, views, alpha, depth, surface=False)}
+    return {name: _first_hit_down_the_axis(*extract_isosurface(solid, 0.5)) for name, solid in solids.items()}
+
+
+def test_the_default_fill_keeps_a_leaky_cavity_open_through_haze():
+    # A leaky shell (seen from above the render stays under 0.95 alpha): the rendered depth is not
+    # trusted there, so renders alone fill over the floor; the density's surface sees through the
+    # haze below the iso-level down to the shell's inner floor, as marching cubes without a fill does.
+    floors = _floors_through_haze(0.2)
+    assert floors["no fill"] < -0.42
+    assert abs(floors["surface"] - floors["no fill"]) < 0.01 and abs(floors["both"] - floors["no fill"]) < 0.01
+    assert floors["render"] > floors["surface"] + 0.04
+
+
+def test_over_an_opaque_floor_haze_pulls_the_default_fill_up_by_about_a_cell():
+    # The known limit of taking the nearer surface: where the render is opaque, haze pulls its
+    # expected depth toward the camera, and the fill follows it (here by one grid cell, 0.028).
+    floors = _floors_through_haze(0.99)
+    assert abs(floors["surface"] - floors["no fill"]) < 0.01
+    assert 0.01 < floors["both"] - floors["no fill"] < 0.04 and floors["both"] <= floors["render"] + 1e-6
+
+
+def test_both_fills_bound_each_view_by_the_nearer_surface_within_either_silhouette():
+    ball = gs.from_points(torch.zeros(1, 3), torch.ones(1, 3), scales=torch.tensor([0.2]), opacity=0.99)
+    grid = density_grid(ball.means.detach(), ball.quats.detach(), ball.scales.detach(), ball.opacities.detach(),
+                        resolution=64)
+    view = cm.orbit_cameras([0.0], [0.0], 2.0, width=33, height=33)
+    surface = isosurface.surface_depth(grid, 0.5, view)[0]
+    assert math.isfinite(surface[16, 16]) and math.isinf(surface[0, 0])
+    # Renders made up pixel by pixel: (row, col) → (alpha, expected depth).
+    alpha, depth = torch.zeros(1, 33, 33), torch.zeros(1, 33, 33)
+    cases = {(16, 16): (1.0, 1.5),   # opaque, in front of the level's surface: the render bounds it
+             (16, 17): (1.0, 1.95),  # opaque, behind it: the level's surface bounds it
+             (17, 16): (0.7, 1.5),   # semi-transparent: its expected depth is not a surface
+             (0, 0): (0.7, 1.5),     # in the render's silhouette only, nothing bounds the depth
+             (0, 32): (0.3, 1.5)}    # in neither silhouette
+    for (row, col), (a, d) in cases.items():
+        alpha[0, row, col], depth[0, row, col] = a, d
+    silhouette, bound = isosurface.carve_targets(grid, 0.5, view, alpha, depth)
+    assert bound[0, 16, 16] == 1.5 and bound[0, 16, 17] == surface[16, 17] < 1.95
+    assert bound[0, 17, 16] == surface[17, 16] and silhouette[0, 17, 16]
+    assert silhouette[0, 0, 0] and bound[0, 0, 0] == 0
+    assert not silhouette[0, 0, 32]
+    # One source only: the renders' own rules, or the level's surface alone.
+    silhouette, bound = isosurface.carve_targets(grid, 0.5, view, alpha, depth, surface=False)
+    assert bound[0, 16, 17] == 1.95 and bound[0, 17, 16] == 0 and not silhouette[0, 16, 15]
+    silhouette, bound = isosurface.carve_targets(grid, 0.5, view)
+    assert bound[0, 16, 16] == surface[16, 16] and not silhouette[0, 0, 0]
+    with pytest.raises(ValueError, match="needs renders"):
+        isosurface.carve_targets(grid, 0.5, view, surface=False)
 
 
 def test_surface_depth_is_where_the_density_reaches_the_level():
@@ -213,6 +258,11 @@ def test_surface_depth_is_where_the_density_reaches_the_level():
     # exp(−r²/(2·0.2²)) = 0.5/0.99 at r ≈ 0.233: the centre pixel meets it at 2 − 0.233.
     assert depth[:, 16, 16].sub(2 - 0.233).abs().max() < 0.02
     assert torch.isinf(depth[:, 0, 0]).all()  # the corners miss the ball
+    # Marching only some rays gives those the same depth and leaves the rest unmarched (inf).
+    only = torch.zeros(2, 33, 33, dtype=torch.bool)
+    only[:, 14:19, 14:19] = True
+    some = isosurface.surface_depth(grid, 0.5, views, march_only=only)
+    assert torch.equal(some[only], depth[only]) and torch.isinf(some[~only]).all()
 
 
 def test_visual_hull_carving_of_a_sphere():
