@@ -174,9 +174,9 @@ def density_grid(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor
 def carve(points: Tensor, cameras: Cameras, alpha: Tensor, depth: Tensor | None = None, *,
           alpha_threshold: float = 0.5, margin: float = 0.0, chunk: int = 1 << 18) -> Tensor:
     """Space carving: which points [P,3] are inside the object seen in alpha [C,H,W] (and, when
-    given, expected depth [C,H,W]) from `cameras`. A point is inside when every view that frames
-    it sees it within the silhouette and, where that view is opaque, no nearer than the rendered
-    surface minus `margin`.
+    given, a depth bound [C,H,W]: 0 where nothing bounds it) from `cameras`. A point is inside when
+    every view that frames it sees it within the silhouette and no nearer than the bound minus
+    `margin`; `carve_targets` decides which surface bounds each pixel.
     Without depth this is the visual hull. Returns [P] bool."""
     cameras = cameras.to("cpu")
     width, height = cameras.width, cameras.height
@@ -190,12 +190,9 @@ def carve(points: Tensor, cameras: Cameras, alpha: Tensor, depth: Tensor | None 
         cols, rows = pixels[..., 0].floor_(), pixels[..., 1].floor_()
         in_frame = (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height) & (z > 0)
         index = (rows.clamp_(0, height - 1) * width + cols.clamp_(0, width - 1)).long() + view_offset
-        a = flat_alpha[index]
-        seen_inside = a > alpha_threshold
+        seen_inside = flat_alpha[index] > alpha_threshold
         if flat_depth is not None:
-            # Expected depth is only a surface where the render is opaque; through a
-            # semi-transparent render it averages front and back, so there only the silhouette counts.
-            seen_inside &= (z >= flat_depth[index] - margin) | (a < OPAQUE_ALPHA)
+            seen_inside &= z >= flat_depth[index] - margin
         # A view that does not frame the point cannot carve it.
         inside[start:start + chunk] = (seen_inside | ~in_frame).all(0) & in_frame.any(0)
     return inside
