@@ -42,6 +42,7 @@ from backend.geometry.textured_mesh import TexturedMesh
 from backend.scene import trajectory as tr
 from backend.scene.fuse import FusedMesh, fuse_keyframes
 from backend.scene.grow import SceneCallbacks, SceneConfig, SceneGrower, render_scene
+from backend.scene.support import SupportEntry
 
 from .reconstruct import psnr
 from .scene_oracles import ConstantInpainter, DistortedDepth, TruthInpainter, true_depth, true_render
@@ -104,6 +105,13 @@ def surface_scores(mesh: FusedMesh, truth_points: np.ndarray, seed: int = 0) -> 
     return float(d_pt.mean() + d_tp.mean()) / 2, fscore, precision, recall
 
 
+def keyframe_psnr(gaussians, entry: SupportEntry, backend: str) -> float:
+    """PSNR of the Gaussians' render at a keyframe against the image it was grown from (clamped
+    to 0..1 like every rendered view scored here): the forgetting metric's measure."""
+    with torch.no_grad():
+        return psnr(render_scene(gaussians, entry.camera, backend).rgb[0].clamp(0, 1), entry.image)
+
+
 def run_scene(name: str, truth: TexturedMesh, trajectory: tr.Trajectory, config: SceneConfig, inpaint: str,
               log=print, out: Path | None = None) -> tuple[SceneResult, list[torch.Tensor]]:
     """One scene grown with the oracles and scored; with `out`, its fused mesh is written there as
@@ -116,14 +124,11 @@ def run_scene(name: str, truth: TexturedMesh, trajectory: tr.Trajectory, config:
     depth_model = DistortedDepth(truth, seed=config.seed)
     per_keyframe: list[dict] = []
     on_seen = [0, 0]
-
     first_after_add: list[float] = []
 
     def on_keyframe(stats, entry, gaussians) -> None:
         if stats.keyframe == 0:  # right after the first keyframe's own optimisation
-            with torch.no_grad():
-                first_after_add.append(psnr(render_scene(gaussians, entry.camera, config.backend).rgb[0].clamp(0, 1),
-                                            entry.image))
+            first_after_add.append(keyframe_psnr(gaussians, entry, config.backend))
         row = {"keyframe": stats.keyframe, "inpainted": round(stats.inpainted, 4), "gaussians": stats.gaussians,
                "seconds": round(stats.seconds, 1)}
         if stats.keyframe > 0 and entry.added.any():
@@ -159,8 +164,7 @@ def run_scene(name: str, truth: TexturedMesh, trajectory: tr.Trajectory, config:
             psnrs.append(psnr(rendered, expected))
             if i % max(1, len(held) // 4) == 0 and len(sheet) < 8:
                 sheet += [expected, rendered]
-        first_final = psnr(render_scene(grown.gaussians, first_camera, config.backend).rgb[0].clamp(0, 1),
-                           grown.support.entries[0].image)
+    first_final = keyframe_psnr(grown.gaussians, grown.support.entries[0], config.backend)
     mesh = fuse_keyframes(grown.gaussians, grown.support, backend=config.backend)
     chamfer, fscore, precision, recall = surface_scores(mesh, visible_truth_points(truth, trajectory))
     if out is not None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from backend.bench.scene_oracle import surface_scores, visible_truth_points
+from backend.bench.scene_oracle import keyframe_psnr, surface_scores, visible_truth_points
 from backend.bench.scene_oracles import ConstantInpainter, DistortedDepth, TruthInpainter, true_depth, true_render
 from backend.bench.scenes import build_scene, scene_eye
 from backend.scene import trajectory as tr
@@ -34,20 +34,15 @@ def _grow(room, *, newest_share=0.5, inpainter=None, steps=30):
 
     def on_keyframe(stats, entry, gaussians) -> None:  # the first keyframe, right after its own fit
         if stats.keyframe == 0:
-            first_after_add.append(_render_psnr(gaussians, entry))
+            first_after_add.append(keyframe_psnr(gaussians, entry, "torch"))
 
     grower = SceneGrower(path, "a room", inpainter or TruthInpainter(room), depth, config,
                          SceneCallbacks(on_keyframe=on_keyframe))
     return grower.grow(), path, depth, first_after_add[0]
 
 
-def _render_psnr(gaussians, entry) -> float:
-    with torch.no_grad():
-        return psnr(render_scene(gaussians, entry.camera, "torch").rgb[0].clamp(0, 1), entry.image)
-
-
 def _first_view_psnr(grown) -> float:
-    return _render_psnr(grown.gaussians, grown.support.entries[0])
+    return keyframe_psnr(grown.gaussians, grown.support.entries[0], "torch")
 
 
 def test_the_scene_covers_views_between_keyframes_and_the_mesh_lies_on_the_truth(room):
